@@ -1,0 +1,151 @@
+"""Run statistics: one record per model evaluation and stream, and a summary per sampling run."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Hashable
+
+
+@dataclass
+class EvalRecord:
+    eval_index: int
+    step: int
+    sigma: float
+    stream: str
+    decision: str          # "compute" or "reuse"
+    reason: str            # why (first, last, window, threshold, reuse, l2c, nonfinite, ...)
+    rel_l1: float | None
+    accumulated: float | None
+    layers_computed: int
+    layers_reused: int
+    wall_s: float
+    cache_bytes: int
+
+
+@dataclass
+class RunRecorder:
+    """Collects the records of one sampling run; `summary()` condenses them."""
+    run_id: str = ""
+    records: list[EvalRecord] = field(default_factory=list)
+    started: float | None = None
+    finished: float | None = None
+    peak_cache_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    n_steps: int = 0
+    threshold: float | None = None
+
+    def start(self, n_steps: int = 0) -> None:
+        self.records.clear()
+        self.notes.clear()
+        self.peak_cache_bytes = 0
+        self.n_steps = n_steps
+        self.started = time.perf_counter()
+        self.finished = None
+
+    def finish(self) -> None:
+        self.finished = time.perf_counter()
+
+    def add(self, step: int, sigma: float, stream: Hashable, compute: bool, reason: str,
+            rel_l1: float | None, accumulated: float | None, layers_computed: int,
+            layers_reused: int, wall_s: float, cache_bytes: int) -> None:
+        self.peak_cache_bytes = max(self.peak_cache_bytes, cache_bytes)
+        self.records.append(EvalRecord(len(self.records), step, float(sigma), str(stream),
+                                       "compute" if compute else "reuse", reason, rel_l1, accumulated,
+                                       layers_computed, layers_reused, wall_s, cache_bytes))
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # -- summary ---------------------------------------------------------------------------
+    def summary(self) -> dict:
+        recs = self.records
+        total = len(recs)
+        computed = sum(r.decision == "compute" for r in recs)
+        layers_c = sum(r.layers_computed for r in recs)
+        layers_r = sum(r.layers_reused for r in recs)
+        layer_total = layers_c + layers_r
+        # estimated: the share of block work done, ignoring what runs outside the blocks
+        est = (layer_total / layers_c) if layers_c else (1.0 if layer_total == 0 else float("inf"))
+        full_times = [r.wall_s for r in recs if r.decision == "compute" and r.layers_reused == 0]
+        measured = None
+        wall_total = sum(r.wall_s for r in recs)
+        if full_times and wall_total > 0:
+            full_times.sort()
+            median_full = full_times[len(full_times) // 2]
+            measured = median_full * total / wall_total
+        reasons: dict[str, int] = {}
+        for r in recs:
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        out = {
+            "run_id": self.run_id,
+            "steps": self.n_steps,
+            "evaluations": total,
+            "computed": computed,
+            "reused": total - computed,
+            "hit_rate": (total - computed) / total if total else 0.0,
+            "layers_computed": layers_c,
+            "layers_reused": layers_r,
+            "estimated_speedup": est,
+            "measured_speedup": measured,
+            "peak_cache_bytes": self.peak_cache_bytes,
+            "wall_s": (self.finished - self.started) if (self.started and self.finished) else wall_total,
+            "streams": sorted({r.stream for r in recs}),
+            "reasons": reasons,
+            "notes": list(self.notes),
+        }
+        if total and computed == total and layers_r == 0:
+            out["notes"].append(self._why_no_reuse())
+        return out
+
+    def _why_no_reuse(self) -> str:
+        if self.threshold == 0:
+            return "no reuse: the threshold is 0, which turns caching off"
+        if self.n_steps and self.n_steps <= 4:
+            return (f"no reuse: only {self.n_steps} steps; first and last steps always compute, so few-step or "
+                    "distilled models leave nothing to skip")
+        forced = sum(1 for r in self.records if r.reason in ("first", "last", "window", "warmup"))
+        if forced == len(self.records):
+            return "no reuse: every step fell on a forced step (first/last step or outside start/end percent)"
+        return ("no reuse: the accumulated change reached the threshold at every step; raise rel_l1_thresh "
+                "or calibrate coefficients for this model")
+
+    def to_json(self, with_records: bool = True) -> str:
+        d = {"summary": self.summary()}
+        if with_records:
+            d["records"] = [asdict(r) for r in self.records]
+        return json.dumps(d, indent=1)
+
+    def table(self) -> str:
+        """Human-readable report: a summary header and one row per evaluation."""
+        s = self.summary()
+        ms = f"{s['measured_speedup']:.2f}x" if s["measured_speedup"] else "n/a"
+        lines = [
+            f"run {s['run_id']}",
+            f"evaluations computed {s['computed']}/{s['evaluations']} (hit rate {s['hit_rate']:.0%}), "
+            f"layers computed {s['layers_computed']}/{s['layers_computed'] + s['layers_reused']}",
+            f"speed-up estimated {s['estimated_speedup']:.2f}x, measured {ms}; "
+            f"peak cache {s['peak_cache_bytes'] / 2**20:.1f} MiB",
+        ]
+        lines += s["notes"]
+        lines.append(f"{'#':>4} {'step':>4} {'sigma':>8} {'stream':>10} {'decision':>8} {'reason':>9} "
+                     f"{'rel_l1':>8} {'acc':>7} {'layers':>7} {'ms':>7}")
+        for r in self.records:
+            rl = f"{r.rel_l1:.4f}" if r.rel_l1 is not None else "-"
+            acc = f"{r.accumulated:.3f}" if r.accumulated is not None else "-"
+            lines.append(f"{r.eval_index:>4} {r.step:>4} {r.sigma:>8.4f} {r.stream[:10]:>10} {r.decision:>8} "
+                         f"{r.reason[:9]:>9} {rl:>8} {acc:>7} {r.layers_computed:>3}/{r.layers_computed + r.layers_reused:<3} "
+                         f"{r.wall_s * 1000:>7.1f}")
+        return "\n".join(lines)
+
+
+def short_hash(text: str, n: int = 6) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:n]
+
+
+def make_run_id(*parts: str) -> str:
+    """Compact id of the cache settings, e.g. ``TC(t0.4,flux)+L2C(...)#a1b2c3``."""
+    body = "+".join(p for p in parts if p) or "none"
+    return f"{body}#{short_hash(body)}"
