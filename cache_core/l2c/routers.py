@@ -96,16 +96,20 @@ def _safe_torch_load(data: bytes, name: str) -> Any:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError/EOFError/... here
         msg = str(exc)
-        if "Unsupported global" in msg or "Unsupported operand" in msg \
-                or "weights_only" in msg.lower():
-            hint = msg.split("\n", 1)[0].strip()[:200]
+        if "weights only load failed" in msg.lower() or "unsupported global" in msg.lower():
+            # torch names the blocked callable (e.g. "GLOBAL posix.system"); show just that.
+            found = re.search(r"GLOBAL\s+([\w.]+)", msg)
+            hint = f"GLOBAL {found.group(1)}" if found else "unsupported pickle content"
             raise ScheduleError(
                 f"{name}: refused: the pickle asks to build objects a safe reader does not "
                 f"allow ({hint}); it is not a plain router checkpoint and was not executed. "
                 "Only load router files from a source you trust.") from None
-        raise ScheduleError(f"{name}: not a readable torch checkpoint (truncated, corrupt or "
-                            f"another format: {type(exc).__name__}); re-download the router "
-                            "file") from None
+        if data[:4] == b"PK\x03\x04":  # a zip archive: torch's own format, but damaged
+            raise ScheduleError(f"{name}: torch archive is truncated or corrupt "
+                                f"({type(exc).__name__}); re-download the router file") from None
+        raise ScheduleError(f"{name}: not a torch checkpoint or safetensors file "
+                            f"({type(exc).__name__}); pick a router .pt/.pth or an L2C "
+                            ".safetensors schedule") from None
 
 
 def _prob_tensors(state: Any, name: str, where: str) -> list[torch.Tensor]:
