@@ -96,14 +96,14 @@ def _safe_torch_load(data: bytes, name: str) -> Any:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError/EOFError/... here
         msg = str(exc)
-        if "weights only load failed" in msg.lower() or "unsupported global" in msg.lower():
-            # torch names the blocked callable (e.g. "GLOBAL posix.system"); show just that.
-            found = re.search(r"GLOBAL\s+([\w.]+)", msg)
-            hint = f"GLOBAL {found.group(1)}" if found else "unsupported pickle content"
+        # torch names the blocked callable ("GLOBAL posix.system"): code the pickle wanted
+        # to run. Other weights-only failures are just malformed bytes.
+        found = re.search(r"GLOBAL\s+([\w.]+)", msg)
+        if found:
             raise ScheduleError(
-                f"{name}: refused: the pickle asks to build objects a safe reader does not "
-                f"allow ({hint}); it is not a plain router checkpoint and was not executed. "
-                "Only load router files from a source you trust.") from None
+                f"{name}: refused: the pickle asks for GLOBAL {found.group(1)}, which a safe "
+                "reader does not allow; it is not a plain router checkpoint and was not "
+                "executed. Only load router files from a source you trust.") from None
         if data[:4] == b"PK\x03\x04":  # a zip archive: torch's own format, but damaged
             raise ScheduleError(f"{name}: torch archive is truncated or corrupt "
                                 f"({type(exc).__name__}); re-download the router file") from None
