@@ -1,0 +1,154 @@
+"""Locate and import a real ComfyUI checkout for the host tests.
+
+``find_comfyui()`` looks for a ComfyUI checkout (a directory holding ``comfy/``
+and ``folder_paths.py``) in this order:
+
+1. the ``COMFYUI_PATH`` environment variable (if set, it is the only candidate),
+2. ``<repo>/../ComfyUI``,
+3. ``/work/ComfyUI``,
+4. ``~/ComfyUI``.
+
+``import_comfy()`` puts the checkout on ``sys.path`` and imports the ComfyUI
+modules the host tests use, in CPU mode, without letting ComfyUI parse
+pytest's ``sys.argv``.
+
+How CPU mode is forced: ``comfy.cli_args`` only calls ``parser.parse_args()``
+on the real argv when ``comfy.options.args_parsing`` is True (ComfyUI's
+``main.py`` turns it on; the default is False, so it parses ``[]``).  We call
+``comfy.options.enable_args_parsing(False)`` to be explicit, import
+``comfy.cli_args``, set ``args.cpu = True`` and only then import
+``comfy.model_management`` (which reads ``args.cpu`` at import time to pick
+its device).  Set ``DITCACHE_HOST_DEVICE=gpu`` to skip forcing CPU (for
+running the host tests on a CUDA machine).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Optional, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+_COMFY: Optional[types.SimpleNamespace] = None
+
+
+def _is_comfyui(path: Path) -> bool:
+    return (path / "comfy").is_dir() and (path / "folder_paths.py").is_file()
+
+
+def candidate_paths():
+    """The default locations searched when ``COMFYUI_PATH`` is not set."""
+    return [
+        REPO_ROOT.parent / "ComfyUI",
+        Path("/work/ComfyUI"),
+        Path("~/ComfyUI").expanduser(),
+    ]
+
+
+def find_comfyui() -> Tuple[Optional[Path], str]:
+    """Return ``(path, reason)``.
+
+    ``path`` is the ComfyUI checkout or None; ``reason`` says where it was found
+    or why nothing was found.
+    """
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        p = Path(env).expanduser().resolve()
+        if _is_comfyui(p):
+            return p, f"COMFYUI_PATH={env}"
+        return None, f"COMFYUI_PATH={env} is not a ComfyUI checkout (needs comfy/ and folder_paths.py)"
+    tried = []
+    for p in candidate_paths():
+        tried.append(str(p))
+        if _is_comfyui(p):
+            return p.resolve(), f"found at {p}"
+    return None, "no ComfyUI checkout at " + ", ".join(tried)
+
+
+def force_cpu() -> bool:
+    return os.environ.get("DITCACHE_HOST_DEVICE", "cpu").lower() != "gpu"
+
+
+def import_comfy(path: Optional[Path] = None) -> types.SimpleNamespace:
+    """Import ComfyUI (once per process) and return a namespace of its modules.
+
+    Raises ``RuntimeError`` when no checkout can be found.
+    """
+    global _COMFY
+    if _COMFY is not None:
+        return _COMFY
+    reason = ""
+    if path is None:
+        path, reason = find_comfyui()
+    if path is None:
+        raise RuntimeError(reason)
+    path = Path(path).resolve()
+
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    # Our pack is importable as a package from its parent directory, the way
+    # ComfyUI loads custom nodes (custom_nodes/<pack>).  Append, do not prepend,
+    # so the pack's sibling directories never shadow ComfyUI modules.
+    parent = str(REPO_ROOT.parent)
+    if parent not in sys.path:
+        sys.path.append(parent)
+
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+
+    if force_cpu():
+        comfy.cli_args.args.cpu = True
+    if "comfy.model_management" in sys.modules and force_cpu():
+        mm = sys.modules["comfy.model_management"]
+        if mm.cpu_state != mm.CPUState.CPU:
+            raise RuntimeError("comfy.model_management was imported before CPU mode could be set")
+
+    mods = {}
+    for name in (
+        "comfy.model_management",
+        "comfy.utils",
+        "comfy.sd",
+        "comfy.samplers",
+        "comfy.sample",
+        "comfy.model_patcher",
+        "comfy.patcher_extension",
+        "comfy.model_detection",
+        "comfy.supported_models",
+        "comfy.model_base",
+        "comfy.clip_vision",
+        "nodes",
+        "folder_paths",
+    ):
+        mods[name.replace(".", "_")] = importlib.import_module(name)
+
+    import comfy
+
+    ns = types.SimpleNamespace(path=path, comfy=comfy, **mods)
+    ns.model_management = mods["comfy_model_management"]
+    ns.sd = mods["comfy_sd"]
+    ns.samplers = mods["comfy_samplers"]
+    ns.sample = mods["comfy_sample"]
+    ns.model_patcher = mods["comfy_model_patcher"]
+    ns.patcher_extension = mods["comfy_patcher_extension"]
+    ns.nodes = mods["nodes"]
+    ns.folder_paths = mods["folder_paths"]
+    ns.version = _comfy_version(path)
+    _COMFY = ns
+    return ns
+
+
+def _comfy_version(path: Path) -> str:
+    try:
+        txt = (path / "comfyui_version.py").read_text()
+        for line in txt.splitlines():
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    except OSError:
+        pass
+    return "unknown"
