@@ -185,7 +185,7 @@ class ReferenceHooks:
     def stack_input(self, inputs):
         return inputs["img"]
 
-    def stack_output(self, index, outputs, inputs):
+    def stack_output(self, index, outputs, inputs, like):
         return outputs["img"]
 
     def final_outputs(self, index, inputs, final):

@@ -39,8 +39,8 @@ class StackHooks(Protocol):
     def stack_input(self, inputs: Tensors) -> torch.Tensor:
         """The tensor whose residual is cached, taken from block 0's inputs (batch first)."""
 
-    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors) -> torch.Tensor:
-        """The same tensor after the last block, shaped like `stack_input`."""
+    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors, like: torch.Tensor) -> torch.Tensor:
+        """The same tensor after the last block, shaped like `like` (the stack input)."""
 
     def final_outputs(self, index: int, inputs: Tensors, final: torch.Tensor) -> Tensors:
         """What the last block returns on a reuse, given the restored stack output."""
@@ -153,7 +153,7 @@ class CacheController:
             return {k: inputs[k] for k in hooks.hidden_keys(index)}
         out = self._run_block(ctx, index, inputs, run)
         if last and self.teacache is not None and ctx.stack_in is not None:
-            self._store_residual(ctx, hooks.stack_output(index, out, inputs))
+            self._store_residual(ctx, hooks.stack_output(index, out, inputs, ctx.stack_in))
         return out
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:

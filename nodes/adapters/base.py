@@ -1,0 +1,197 @@
+"""What every family adapter shares: detection, the two ways of hooking blocks, and errors.
+
+Blocks are hooked through ComfyUI's ``patches_replace["dit"]`` block replacement where a family
+offers it, otherwise through ``add_object_patch`` on each block instance's ``forward`` (the
+model's class is never touched). Both routes feed :meth:`CacheController.block` with a dict of
+the block's inputs, so one controller serves every family.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Callable, Sequence
+
+import torch
+
+log = logging.getLogger("dit_cache")
+
+
+class UnsupportedModelError(ValueError):
+    pass
+
+
+class AdapterMismatchError(RuntimeError):
+    """The model's internals are not what this adapter was written for (a newer ComfyUI?)."""
+
+
+def require(obj, *attrs: str, family: str) -> None:
+    """Fail loudly, never silently wrong, when a block lacks what the adapter reads."""
+    missing = [a for a in attrs if not hasattr(obj, a)]
+    if missing:
+        raise AdapterMismatchError(
+            f"dit-cache {family} adapter: {type(obj).__name__} has no {', '.join(missing)}; this ComfyUI "
+            "version changed the model code. Update dit-cache, or remove the cache node for this model.")
+
+
+class Adapter:
+    """Base of one model family's adapter. Subclasses set the class attributes and `hooks()`."""
+    name = "base"                 # id used in run ids, schedules and profiles
+    display = "Base"              # shown in messages and the README table
+    default_profile = "raw"       # TeaCache coefficients used by `auto`
+    recommended_threshold = 0.2
+    branches: tuple = ("block",)  # L2C granularity exposed by this family
+
+    def __init__(self, model_patcher):
+        self.patcher = model_patcher
+        self.base_model = model_patcher.model
+        self.dm = model_patcher.model.diffusion_model
+
+    # -- detection ---------------------------------------------------------------------------
+    @classmethod
+    def matches(cls, model_patcher) -> bool:
+        raise NotImplementedError
+
+    def variant(self) -> str:
+        """A finer name (dev, schnell, fill, kontext, i2v ...), used to pick coefficients."""
+        return type(self.base_model.model_config).__name__
+
+    def profile_for_variant(self) -> str:
+        return self.default_profile
+
+    # -- blocks ------------------------------------------------------------------------------
+    def block_keys(self) -> list[tuple[str, int]]:
+        """Execution-ordered (kind, index) of every hooked block."""
+        raise NotImplementedError
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_keys())
+
+    def hooks(self):
+        raise NotImplementedError
+
+    def install(self, model_patcher, holder) -> None:
+        raise NotImplementedError
+
+
+class BlockReplacePatch:
+    """A ``patches_replace["dit"]`` entry: hands the block to the run's controller."""
+
+    def __init__(self, index: int, holder, previous=None):
+        self.index = index
+        self.holder = holder
+        # chain a replacement another pack installed before us instead of dropping it
+        self.previous = previous.previous if isinstance(previous, BlockReplacePatch) else previous
+
+    def __call__(self, args: dict, extra: dict):
+        original = extra["original_block"]
+        if self.previous is not None:
+            prev = self.previous
+            run_fn = lambda a: prev(a, extra)  # noqa: E731
+        else:
+            run_fn = original
+        run = self.holder.active_run(args.get("transformer_options"))
+        if run is None:
+            return run_fn(args)
+        return run.controller.block(self.index, args, run_fn)
+
+
+class ReplaceAdapter(Adapter):
+    """Families whose forward loop consults ``patches_replace["dit"]`` for every block."""
+
+    def install(self, model_patcher, holder) -> None:
+        dit = model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+        for i, (kind, n) in enumerate(self.block_keys()):
+            model_patcher.set_model_patch_replace(BlockReplacePatch(i, holder, dit.get((kind, n))), "dit", kind, n)
+
+
+class ForwardIO:
+    """How a block's ``forward(*args, **kwargs)`` maps to the controller's input/output dicts.
+
+    ``hidden``: parameter names of the hidden states that flow block to block (in the order the
+    forward returns them); ``returns_tuple``: whether the forward returns a tuple of them.
+    """
+
+    def __init__(self, hidden: Sequence[str], returns_tuple: bool = False):
+        self.hidden = tuple(hidden)
+        self.returns_tuple = returns_tuple
+
+
+class BlockForwardPatch:
+    """An object patch on one block instance's ``forward`` attribute."""
+
+    def __init__(self, index: int, holder, module: torch.nn.Module, io: ForwardIO, original=None):
+        self.index = index
+        self.holder = holder
+        self.module = module
+        self.io = io
+        # the bound method ComfyUI would call without us (or another pack's patch before ours)
+        prev = original if original is not None else module.forward
+        self.original = prev.original if isinstance(prev, BlockForwardPatch) else prev
+        self.signature = inspect.signature(type(module).forward)
+
+    def __call__(self, *args, **kwargs):
+        run = self.holder.active_run(kwargs.get("transformer_options"))
+        if run is None:
+            return self.original(*args, **kwargs)
+        bound = self.signature.bind(self.module, *args, **kwargs)
+        arguments = dict(bound.arguments)
+        arguments.pop("self", None)
+        io = self.io
+
+        def run_fn(inputs: dict) -> dict:
+            call = {k: inputs[k] for k in arguments}
+            out = self.original(**call)
+            if io.returns_tuple:
+                return dict(zip(io.hidden, out))
+            return {io.hidden[0]: out}
+
+        out = run.controller.block(self.index, arguments, run_fn)
+        if io.returns_tuple:
+            return tuple(out[k] for k in io.hidden)
+        return out[io.hidden[0]]
+
+
+class ForwardPatchAdapter(Adapter):
+    """Families whose forward loop has no block replacement: patch each block's ``forward``."""
+    forward_io: ForwardIO
+
+    def block_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """Execution-ordered (attribute path under the model, module) of every hooked block."""
+        raise NotImplementedError
+
+    def block_keys(self):
+        return [(path, i) for i, (path, _) in enumerate(self.block_modules())]
+
+    def io_for(self, index: int) -> ForwardIO:
+        return self.forward_io
+
+    def install(self, model_patcher, holder) -> None:
+        for i, (path, module) in enumerate(self.block_modules()):
+            key = f"diffusion_model.{path}.forward"
+            prev = model_patcher.object_patches.get(key)
+            model_patcher.add_object_patch(key, BlockForwardPatch(i, holder, module, self.io_for(i), prev))
+
+
+class SimpleHooks:
+    """StackHooks for stacks where one hidden state flows through every block unchanged in shape."""
+
+    def __init__(self, n_blocks: int, key: str, indicator: Callable[[dict], torch.Tensor]):
+        self.n_blocks = n_blocks
+        self.key = key
+        self._indicator = indicator
+
+    def indicator(self, inputs):
+        return self._indicator(inputs)
+
+    def stack_input(self, inputs):
+        return inputs[self.key]
+
+    def stack_output(self, index, outputs, inputs, like):
+        return outputs[self.key]
+
+    def final_outputs(self, index, inputs, final):
+        return {self.key: final}
+
+    def hidden_keys(self, index):
+        return (self.key,)

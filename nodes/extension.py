@@ -1,0 +1,25 @@
+"""The ComfyUI extension: the node list of this pack."""
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import folders
+
+
+class DitCacheExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .l2c_node import L2CScheduleLoader
+        from .stats_node import CacheStats
+        from .teacache_node import TeaCachePatch
+        nodes = [TeaCachePatch, L2CScheduleLoader, CacheStats]
+        try:
+            from .learn_nodes import extra_nodes
+            nodes += extra_nodes()
+        except ImportError:
+            pass
+        return nodes
+
+
+async def comfy_entrypoint() -> DitCacheExtension:
+    folders.register()
+    return DitCacheExtension()

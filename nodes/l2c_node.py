@@ -1,0 +1,54 @@
+"""L2C Schedule Loader node."""
+from __future__ import annotations
+
+import math
+
+from comfy_api.latest import io
+
+from ..cache_core.l2c import ScheduleError, load_any
+from . import folders
+from .adapters import detect
+from .runtime import patch_model
+
+
+def load_schedule_for(adapter, name: str, threshold: float):
+    if threshold is None or math.isnan(threshold) or math.isinf(threshold) or not (0.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}; 0.1 is the paper's value")
+    path = folders.resolve(folders.SCHEDULES, name)
+    sched = load_any(path, threshold)  # never runs pickle code; raises ScheduleError with the reason
+    sched.validate_for(adapter.name, adapter.n_blocks)
+    if tuple(sched.branches) != tuple(adapter.branches):
+        raise ScheduleError(f"{name}: schedule branches {list(sched.branches)} do not match what "
+                            f"{adapter.display} exposes {list(adapter.branches)}; learn a schedule for this model")
+    return sched
+
+
+class L2CScheduleLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DitCache_L2CScheduleLoader",
+            display_name="L2C Schedule Loader",
+            category="dit-cache",
+            description="Applies a Learning-to-Cache schedule (arXiv 2406.01733): at each step, the layers the "
+                        "schedule marks as cached reuse their last computed residual.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to apply the schedule to; it must be the family and "
+                                                "depth the schedule was learned for."),
+                io.Combo.Input("schedule", options=folders.listing(folders.SCHEDULES),
+                               tooltip="A schedule in ComfyUI's models/l2c_schedules folder: a .safetensors file "
+                                       "made by L2C Learn Schedule, or router logits."),
+                io.Float.Input("threshold", default=0.1, min=0.0, max=1.0, step=0.01,
+                               tooltip="For files holding router logits: a layer computes where sigmoid(logit) > "
+                                       "threshold. Higher = more reuse. Ignored for finished schedules."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with the L2C schedule."),
+                     io.String.Output(display_name="summary", tooltip="What the schedule computes and reuses.")],
+        )
+
+    @classmethod
+    def execute(cls, model, schedule, threshold) -> io.NodeOutput:
+        adapter = detect(model)
+        sched = load_schedule_for(adapter, schedule, threshold)
+        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule)
+        return io.NodeOutput(patched, sched.describe())

@@ -1,0 +1,183 @@
+"""The per-model cache holder and the ComfyUI wrappers that drive it.
+
+Lifecycle (like ComfyUI's own EasyCache): the node stores a :class:`CacheHolder` in the cloned
+model's ``transformer_options``. The OUTER_SAMPLE wrapper starts a fresh :class:`CacheRun` for
+every sampling run and always drops it in ``finally`` (second runs, new resolutions, interrupts).
+The APPLY_MODEL wrapper tells the run which step and which cond streams each model evaluation
+belongs to; the family's block patches do the caching itself.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import comfy.model_patcher
+import comfy.patcher_extension
+
+from ..cache_core.stack import CacheController
+from ..cache_core.stats import RunRecorder, make_run_id
+from ..cache_core.steps import StepLocator
+
+log = logging.getLogger("dit_cache")
+
+KEY = "dit_cache"          # transformer_options key of the holder
+RUN_KEY = "dit_cache_run"  # transformer_options key of the active run (set per sampling run)
+WRAPPER_KEY = "dit_cache"
+
+
+class CacheRun:
+    """State of one sampling run: the controller (per-stream caches) and its recorder."""
+
+    def __init__(self, holder: "CacheHolder", sigmas):
+        self.holder = holder
+        self.locator = StepLocator([float(s) for s in sigmas])
+        rec = RunRecorder(run_id=holder.run_id(),
+                          threshold=holder.teacache.rel_l1_thresh if holder.teacache is not None else None)
+        rec.start(self.locator.n_steps)
+        self.recorder = rec
+        self.controller = CacheController(holder.hooks, teacache=holder.teacache, l2c=holder.l2c,
+                                          recorder=rec)
+
+
+class CacheHolder:
+    """Settings of one node execution plus the last run's statistics. Never holds tensors between
+    runs: those live in the CacheRun, which is dropped when the run ends."""
+
+    def __init__(self, adapter, teacache=None, l2c=None, l2c_label: str = ""):
+        self.adapter = adapter
+        self.hooks = adapter.hooks()
+        self.teacache = teacache
+        self.l2c = l2c
+        self.l2c_label = l2c_label
+        self.last_summary: dict | None = None
+        self.last_report: str | None = None
+        self.last_records: list | None = None
+        self.runs_finished = 0
+        self._active: CacheRun | None = None
+        self._lock = threading.Lock()
+
+    def run_id(self) -> str:
+        tc = self.teacache.run_id() if (self.teacache is not None and self.teacache.enabled) else ""
+        l2c = f"L2C({self.l2c_label or 'schedule'})" if self.l2c is not None else ""
+        return make_run_id(self.adapter.name, tc, l2c)
+
+    def with_settings(self, teacache=..., l2c=..., l2c_label=None) -> "CacheHolder":
+        """A new holder sharing this one's adapter, for combining TeaCache and L2C nodes."""
+        h = CacheHolder(self.adapter,
+                        self.teacache if teacache is ... else teacache,
+                        self.l2c if l2c is ... else l2c,
+                        self.l2c_label if l2c_label is None else l2c_label)
+        return h
+
+    # -- run lifecycle -------------------------------------------------------------------------
+    def start_run(self, sigmas) -> CacheRun:
+        run = CacheRun(self, sigmas)
+        self._active = run
+        return run
+
+    def finish_run(self, run: CacheRun, ok: bool) -> None:
+        try:
+            run.recorder.finish()
+            if not ok:
+                run.recorder.note("the run was interrupted or failed; its caches were dropped")
+            self.last_summary = run.recorder.summary()
+            self.last_records = list(run.recorder.records)
+            self.last_report = run.recorder.table()
+            self.runs_finished += 1
+            s = self.last_summary
+            log.info("dit-cache %s: computed %d/%d evaluations, layers %d/%d, est. %.2fx",
+                     s["run_id"], s["computed"], s["evaluations"], s["layers_computed"],
+                     s["layers_computed"] + s["layers_reused"], s["estimated_speedup"])
+            for n in s["notes"]:
+                log.info("dit-cache: %s", n)
+        finally:
+            run.controller.reset()
+            if self._active is run:
+                self._active = None
+
+    def active_run(self, transformer_options: dict | None = None) -> CacheRun | None:
+        if transformer_options:
+            r = transformer_options.get(RUN_KEY)
+            if r is not None and r.holder is self:
+                return r
+        return self._active
+
+
+def get_holder(model_options: dict) -> CacheHolder | None:
+    return model_options.get("transformer_options", {}).get(KEY)
+
+
+def outer_sample_wrapper(executor, *args, **kwargs):
+    """Starts a fresh run per sampling call and always ends it, whatever happens inside."""
+    guider = executor.class_obj
+    orig = guider.model_options
+    holder: CacheHolder = orig["transformer_options"][KEY]
+    sigmas = args[3]
+    guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
+    run = holder.start_run(sigmas)
+    guider.model_options["transformer_options"][RUN_KEY] = run
+    ok = False
+    try:
+        out = executor(*args, **kwargs)
+        ok = True
+        return out
+    finally:
+        holder.finish_run(run, ok)
+        guider.model_options = orig
+
+
+def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
+                        transformer_options=None, **kwargs):
+    """Tells the run which step and cond streams this evaluation is, then runs the model."""
+    topts = transformer_options if transformer_options is not None else {}
+    holder: CacheHolder | None = topts.get(KEY)
+    run = holder.active_run(topts) if holder is not None else None
+    if run is None:
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
+    info = run.locator.locate(sigma)
+    streams = _stream_keys(topts, x.shape[0])
+    ctl = run.controller
+    ctl.begin(info, streams)
+    try:
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    finally:
+        ctl.end()
+
+
+def _stream_keys(topts: dict, batch: int) -> list:
+    """One key per batch chunk: the cond's uuid when ComfyUI gives it, else cond/uncond."""
+    uuids = topts.get("uuids")
+    if uuids:
+        return [str(u) for u in uuids]
+    cou = topts.get("cond_or_uncond")
+    if cou:
+        names = {0: "cond", 1: "uncond"}
+        seen: dict = {}
+        keys = []
+        for c in cou:  # duplicates (several conds of one kind) get their own key
+            n = seen.get(c, 0)
+            seen[c] = n + 1
+            keys.append(f"{names.get(c, c)}{'' if n == 0 else n}")
+        return keys
+    return ["all"]
+
+
+def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | None = None):
+    """A clone of ``model`` with caching set up. A model already patched by this pack keeps its
+    other settings, so TeaCache Patch and L2C Schedule Loader combine in either order."""
+    existing = get_holder(model.model_options)
+    if existing is not None:
+        holder = existing.with_settings(teacache=teacache, l2c=l2c, l2c_label=l2c_label)
+    else:
+        holder = CacheHolder(adapter_factory(model), None if teacache is ... else teacache,
+                             None if l2c is ... else l2c, l2c_label or "")
+    m = model.clone()
+    m.model_options["transformer_options"][KEY] = holder
+    if existing is None:
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
+        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+    holder.adapter.install(m, holder)
+    return m, holder

@@ -1,0 +1,75 @@
+"""TeaCache Patch node."""
+from __future__ import annotations
+
+import math
+
+from comfy_api.latest import io
+
+from ..cache_core.coefficients import published_profiles
+from ..cache_core.teacache import TeaCacheConfig
+from . import profiles
+from .adapters import detect
+from .runtime import patch_model
+
+AUTO_THRESHOLD = -1.0
+
+
+def coefficient_choices() -> list[str]:
+    return ["auto"] + sorted(published_profiles()) + profiles.saved_profile_names()
+
+
+def resolve_threshold(value: float, adapter) -> float:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        raise ValueError(f"rel_l1_thresh must be a finite number, got {value!r}; use 0 to turn caching off "
+                         f"or {adapter.recommended_threshold} (recommended for {adapter.display})")
+    if value == AUTO_THRESHOLD:
+        return adapter.recommended_threshold
+    if value < 0:
+        raise ValueError(f"rel_l1_thresh must be >= 0 (or -1 for the recommended value), got {value}; "
+                         f"try {adapter.recommended_threshold} for {adapter.display}")
+    return float(value)
+
+
+class TeaCachePatch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DitCache_TeaCachePatch",
+            display_name="TeaCache Patch",
+            category="dit-cache",
+            description="Skips the transformer blocks on steps where the model's input barely changed, reusing "
+                        "the cached residual (TeaCache, arXiv 2411.19108). Works per cond stream and per run.",
+            inputs=[
+                io.Model.Input("model", tooltip="A diffusion transformer (Flux, Chroma, Wan, HunyuanVideo, LTX-Video, "
+                                                "SD3, Lumina 2, Qwen-Image, HiDream, Cosmos Predict2)."),
+                io.Float.Input("rel_l1_thresh", default=AUTO_THRESHOLD, min=-1.0, max=10.0, step=0.01,
+                               tooltip="How much accumulated change to tolerate before recomputing. Higher = faster, "
+                                       "lower quality. 0 turns caching off (output identical to no node). -1 = the "
+                                       "recommended value for the detected family (Flux 0.4, Wan 2.1 0.08-0.3, ...)."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Schedule position (0 = first step) before which every step computes."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Schedule position after which every step computes (1 = up to the end)."),
+                io.Combo.Input("coefficients", options=coefficient_choices(), default="auto",
+                               tooltip="Rescaling polynomial. auto = the published set for the detected family "
+                                       "and variant, or a calibrated profile of this model if one is saved."),
+                io.Combo.Input("cache_device", options=["main", "offload"], default="main",
+                               tooltip="Where cached residuals live: main = the GPU (fastest), offload = system RAM "
+                                       "(saves VRAM, costs a copy per reused step)."),
+                io.Int.Input("max_consecutive_skips", default=0, min=0, max=1000,
+                             tooltip="Compute at least every N+1 steps. 0 = no cap."),
+            ],
+            outputs=[io.Model.Output(tooltip="The model with TeaCache.")],
+        )
+
+    @classmethod
+    def execute(cls, model, rel_l1_thresh, start_percent, end_percent, coefficients, cache_device,
+                max_consecutive_skips) -> io.NodeOutput:
+        adapter = detect(model)  # raises with the supported list before anything is changed
+        thresh = resolve_threshold(rel_l1_thresh, adapter)
+        profile = profiles.resolve_profile(coefficients, adapter)
+        cfg = TeaCacheConfig(rel_l1_thresh=thresh, coefficients=profile, start_percent=start_percent,
+                             end_percent=end_percent, max_consecutive_skips=int(max_consecutive_skips),
+                             cache_device=cache_device)
+        patched, _ = patch_model(model, lambda m: adapter, teacache=cfg)
+        return io.NodeOutput(patched)
