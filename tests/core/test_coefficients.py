@@ -1,0 +1,53 @@
+"""The coefficient table: its shape, sources, and the derived clamp ranges."""
+import json
+
+import numpy as np
+import pytest
+
+from cache_core.coefficients import DATA_FILE, get_profile, published_profiles
+
+SHARED = DATA_FILE.parents[2] / ".." / "shared" / "reference" / "teacache_coefficients.json"
+
+
+def test_table_shape():
+    profiles = published_profiles()
+    assert len(profiles) >= 20
+    for name, p in profiles.items():
+        assert len(p.coefficients) == 5, name  # 4th order, highest power first
+        assert p.source, name
+        lo, hi = p.input_range
+        assert 0.0 <= lo < hi <= 1.0, name
+
+
+@pytest.mark.parametrize("name", sorted(published_profiles()))
+def test_rescale_is_nonnegative_and_nondecreasing(name):
+    p = get_profile(name)
+    xs = np.linspace(0, 1.5, 3001)
+    ys = [p.rescale(float(x)) for x in xs]
+    assert min(ys) >= 0.0
+    assert all(b >= a - 1e-9 for a, b in zip(ys, ys[1:]))
+
+
+def test_published_values_match_the_reference_data():
+    if not SHARED.is_file():
+        pytest.skip(f"reference data not found at {SHARED}")
+    ref = json.loads(SHARED.read_text())["models"]
+    table = published_profiles()
+    for name, e in ref.items():
+        assert list(table[name].coefficients) == e["coefficients"], name
+
+
+def test_derived_range_is_the_longest_monotone_nonnegative_interval():
+    x = np.linspace(0, 1, 20001)
+    for name, p in published_profiles().items():
+        poly = np.poly1d(p.coefficients)
+        y, dy = poly(x), np.polyder(poly)(x)
+        ok = (y >= 0) & (dy >= 0)
+        best, s = (0, 0), None
+        for i, o in enumerate(list(ok) + [False]):
+            if o and s is None:
+                s = i
+            if not o and s is not None:
+                best = max(best, (s, i), key=lambda b: b[1] - b[0])
+                s = None
+        assert p.input_range == pytest.approx((x[best[0]], x[best[1] - 1]), abs=1e-3), name
