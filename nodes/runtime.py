@@ -9,7 +9,6 @@ belongs to; the family's block patches do the caching itself.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -56,7 +55,15 @@ class CacheHolder:
         self.last_records: list | None = None
         self.runs_finished = 0
         self._active: CacheRun | None = None
-        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo):
+        # ModelPatcher.clone() deep-copies model_options. A holder is settings plus the last run's
+        # stats, so a clone (a LoRA applied after our node, say) shares it: never copy the model
+        # the adapter points at, and let Cache Stats on either side see the run.
+        return self
+
+    def __copy__(self):
+        return self
 
     def run_id(self) -> str:
         tc = self.teacache.run_id() if (self.teacache is not None and self.teacache.enabled) else ""

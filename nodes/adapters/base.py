@@ -83,6 +83,9 @@ class BlockReplacePatch:
         # chain a replacement another pack installed before us instead of dropping it
         self.previous = previous.previous if isinstance(previous, BlockReplacePatch) else previous
 
+    def __deepcopy__(self, memo):  # shared by clones, like the holder it points at
+        return self
+
     def __call__(self, args: dict, extra: dict):
         original = extra["original_block"]
         if self.previous is not None:
@@ -129,6 +132,9 @@ class BlockForwardPatch:
         prev = original if original is not None else module.forward
         self.original = prev.original if isinstance(prev, BlockForwardPatch) else prev
         self.signature = inspect.signature(type(module).forward)
+
+    def __deepcopy__(self, memo):
+        return self
 
     def __call__(self, *args, **kwargs):
         run = self.holder.active_run(kwargs.get("transformer_options"))
