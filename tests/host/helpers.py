@@ -31,7 +31,12 @@ def _probe(block: torch.nn.Module) -> torch.nn.Module:
     """A leaf module with weights that runs exactly once per real execution of ``block``: the
     last one in registration order (an output projection), never the first-block modulation
     that the TeaCache indicator also calls."""
-    leaves = [m for m in block.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    leaves = [(n, m) for n, m in block.named_modules()
+              if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
+    # SD3 and Lumina 2 register their adaLN modulation last: skip modulation layers
+    plain = [m for n, m in leaves if "modulation" not in n.lower() and not any(
+        p.endswith("_mod") for p in n.split("."))]
+    leaves = plain or [m for _, m in leaves]
     if not leaves:
         raise AssertionError(f"{type(block).__name__} has no leaf module with weights to count")
     return leaves[-1]
