@@ -174,6 +174,32 @@ def test_builds_are_seeded(comfy):
     a = tm.build("sd3", seed=0)
     b = tm.build("sd3", seed=0)
     c = tm.build("sd3", seed=1)
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for k in a.state_dict:  # includes the pos_embed buffer (torch.empty at init)
+        assert torch.equal(a.state_dict[k], b.state_dict[k]), k
+        assert torch.equal(a.diffusion_model.state_dict()[k], b.diffusion_model.state_dict()[k]), k
     k = "joint_blocks.0.x_block.attn.qkv.weight"
-    assert torch.equal(a.state_dict[k], b.state_dict[k])
     assert not torch.equal(a.state_dict[k], c.state_dict[k])
+
+
+@pytest.mark.parametrize("fid", ["sd3", "flux:dev", "wan21:t2v"])
+def test_bfloat16_build_samples(fid, comfy):
+    tiny = tm.build(fid, dtype=torch.bfloat16)
+    out = tm.sample(tiny, steps=3)
+    assert out.shape == tiny.latent().shape and torch.isfinite(out).all()
+
+
+def test_wan22_ti2v_start_image_noise_mask(tiny_models):
+    # Wan22ImageToVideoLatent: start image latent in frame 0, noise_mask 0 there;
+    # WAN22 turns the denoise mask into per-token timesteps.
+    tiny = tiny_models("wan22", "ti2v_5b")
+    lat = tiny.latent(frames=3)
+    g = torch.Generator().manual_seed(0)
+    lat[:, :, :1] = torch.randn(lat[:, :, :1].shape, generator=g)
+    mask = torch.ones([1, 1, 3, 16, 16])
+    mask[:, :, :1] = 0.0
+    out = tm.sample(tiny, steps=4, latent=lat, noise_mask=mask)
+    assert out.shape == lat.shape and torch.isfinite(out).all()
+    assert torch.allclose(out[:, :, :1], lat[:, :, :1], atol=1e-4)
+    assert not torch.allclose(out[:, :, 1:], lat[:, :, 1:])
+    assert torch.equal(out, tm.sample(tiny, steps=4, latent=lat, noise_mask=mask))

@@ -64,7 +64,32 @@ Families / variants (``FAMILIES``):
 * ``cosmos_predict2``: CosmosT2IPredict2 (text-to-image: 1 latent frame by
   default; 5-D latent)
 
+How cond/uncond reach the model (ComfyUI batches them only when every cond
+can be concatenated): one batched call per step for all families except
+``flux_kontext`` (reference_latents only on the positive, as the
+ReferenceLatent node gives) and ``lumina2`` (different ``num_tokens``), where
+the positive and negative run as two separate calls per step.
+
+Notes on sizes forced by detection: Wan detects ``num_heads = dim // 128`` and
+keeps ``text_dim`` 4096, so tiny Wan is dim 128 / 1 head with 4096-wide text
+embeddings; HunyuanVideo likewise (hidden 128, 1 head, pooled 768); LTX-Video
+detects ``attention_head_dim = inner // 32`` with the default 32 heads, so tiny
+LTXV is 32 heads of dim 2 with 4096-wide T5 captions; SD3 detects
+``hidden = 64 * depth`` (2 blocks -> hidden 128, 2 heads).
+
 Nothing here is impossible in the v0.3.64 snapshot; no family is skipped.
+
+API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
+``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
+batch=1, h=16, w=16, frames=None, denoise=1.0, model=None, positive=None,
+negative=None, latent=None, callback=None, noise_mask=None)``,
+``block_modules(diffusion_model, family=None, variant=None)``,
+``family_ids()``, ``FAMILIES``, ``SPECS``, ``UNAVAILABLE``,
+``random_state_dict(...)``; ``TinyModel`` fields: family, variant, patcher,
+config_class, unet_config, loaded_via, video, latent_channels,
+default_frames, dtype, seed, ctx_dim, ctx_tokens, state_dict, experts,
+expert_split; properties name / model / diffusion_model; methods
+latent(batch, h, w, frames), positive(...), negative(...), block_modules().
 Latent sizes given to ``latent()``/``sample()`` are in LATENT units (h=16 means
 16 latent rows); ``frames`` is the number of latent frames for video families.
 """
@@ -294,17 +319,22 @@ def random_state_dict(template: Dict[str, torch.Tensor], param_names, seed: int)
     """Seeded random weights with the template's keys/shapes/dtypes.
 
     Matrices/convs: N(0, 1/fan_in); 1-D ``*.weight``/``*.scale`` (norm gains):
-    1 + N(0, 0.1); biases and other 1-D params: N(0, 0.02).  Buffers (not
-    parameters) keep the values the model computed at init."""
+    1 + N(0, 0.1); biases and other 1-D params: N(0, 0.02).  Floating-point
+    persistent buffers are checkpoint contents too (SD3's ``pos_embed`` is
+    created with ``torch.empty`` and only ever filled by the checkpoint), so
+    they get N(0, 0.5), the magnitude of the sin/cos tables they hold.
+    Integer tensors are kept as the model computed them."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for k in sorted(template.keys()):
         t = template[k]
-        if k not in param_names or not t.is_floating_point():
+        if not t.is_floating_point():
             out[k] = t.detach().clone()
             continue
         shape = tuple(t.shape)
-        if len(shape) >= 2:
+        if k not in param_names:
+            v = 0.5 * torch.randn(shape, generator=g)
+        elif len(shape) >= 2:
             fan_in = math.prod(shape[1:])
             v = torch.randn(shape, generator=g) / math.sqrt(max(fan_in, 1))
         elif len(shape) == 1 and (k.endswith(".weight") or k.endswith(".scale")):
@@ -425,8 +455,6 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "concat"))
             img = torch.zeros([batch, 16, frames, h, w])
             img[:, :, :1] = torch.randn([batch, 16, 1, h, w], generator=g2)
-            mask = torch.ones([1, 1, frames * 4 - 3 if frames > 0 else 1, h, w])
-            mask[:, :, :1] = 0.0
             # WanImageToVideo reshapes the pixel-frame mask to 4 channels per latent frame
             mask4 = torch.ones([1, 4, frames, h, w])
             mask4[:, :, :1] = 0.0
@@ -477,13 +505,15 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
 def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "euler", scheduler: str = "simple",
            seed: int = 0, batch: int = 1, h: int = 16, w: int = 16, frames: Optional[int] = None,
            denoise: float = 1.0, model=None, positive=None, negative=None, latent: Optional[torch.Tensor] = None,
-           callback: Optional[Callable] = None) -> torch.Tensor:
+           callback: Optional[Callable] = None, noise_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sample with ComfyUI's real path (what ``nodes.common_ksampler`` does) and
     return the output latent.
 
     ``model``: a patched clone to use instead of ``tiny.patcher``; for
     two-expert models (Wan 2.2 14B) a ``(high_noise, low_noise)`` pair (a
     single patcher replaces only the high-noise expert).
+    ``latent``/``noise_mask``: like a LATENT dict's ``samples``/``noise_mask``
+    (e.g. Wan22ImageToVideoLatent: start-image latent in frame 0, mask 0 there).
     """
     c = import_comfy()
     if frames is None:
@@ -509,7 +539,8 @@ def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "eu
     noise = c.sample.prepare_noise(lat, seed)
     if len(models) == 1:
         return c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
-                               denoise=denoise, callback=callback, disable_pbar=True, seed=seed)
+                               denoise=denoise, noise_mask=noise_mask, callback=callback, disable_pbar=True,
+                               seed=seed)
 
     # Two KSamplerAdvanced nodes, as in the Wan 2.2 14B template workflows:
     # high-noise expert: add_noise, steps [0, split), return_with_leftover_noise
@@ -517,8 +548,9 @@ def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "eu
     split = max(1, min(steps - 1, int(round(steps * tiny.expert_split))))
     x = c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
                         denoise=denoise, start_step=0, last_step=split, force_full_denoise=False,
-                        callback=callback, disable_pbar=True, seed=seed)
+                        noise_mask=noise_mask, callback=callback, disable_pbar=True, seed=seed)
     zeros = torch.zeros_like(x)
     return c.sample.sample(models[1], zeros, steps, cfg, sampler, scheduler, positive, negative, x,
                            denoise=denoise, disable_noise=True, start_step=split, last_step=steps,
-                           force_full_denoise=True, callback=callback, disable_pbar=True, seed=seed)
+                           force_full_denoise=True, noise_mask=noise_mask, callback=callback, disable_pbar=True,
+                           seed=seed)
