@@ -90,7 +90,7 @@ class RouterTrainer:
     def __init__(self, model: RouterTrainable, steps: int, *, family: str,
                  cache_steps: Sequence[int] | None = None,
                  positions: Sequence[float] | None = None, lam: float = 1e-3,
-                 lr: float = 1e-2, weight_decay: float = 0.0, init_logit: float = 3.0,
+                 lr: float = 5e-2, weight_decay: float = 0.0, init_logit: float = 3.0,
                  clamp: float = 5.0, device: torch.device | str | None = None):
         if steps < 2:
             raise ScheduleError("router training needs at least 2 sampling steps")
@@ -140,7 +140,7 @@ class RouterTrainer:
             self.opt.step()
         with torch.no_grad():  # the paper keeps logits in a bounded range
             self.logits[step].clamp_(-self.clamp, self.clamp)
-        out = {"loss": float(loss), "mse": float(mse), "l1": float(l1)}
+        out = {"loss": loss.item(), "mse": mse.item(), "l1": l1.item()}
         self.history.append(out["loss"])
         return out
 
