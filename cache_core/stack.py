@@ -84,8 +84,8 @@ class CacheController:
         self.tc_states: StreamStates[TeaCacheState] = StreamStates(TeaCacheState)
         self._residuals: dict[Hashable, torch.Tensor] = {}
         self._res_sigs: dict[Hashable, tuple] = {}
-        self._block_res: dict[int, tuple] = {}  # index -> (signature key, {name: residual})
-        self._branch_out: dict[tuple, tuple] = {}  # (index, branch) -> (signature key, un-gated output)
+        self._block_res: dict[tuple, tuple] = {}  # (index, streams) -> (signature key, {name: residual})
+        self._branch_out: dict[tuple, tuple] = {}  # (index, branch, streams) -> (signature key, un-gated output)
         self._l2c_reused_layers: set[int] | None = None
         self._l2c_steps = None
         self.ctx: ForwardContext | None = None
@@ -245,14 +245,16 @@ class CacheController:
         keys = self.hooks.hidden_keys(index)
         sig = tuple((k, signature(inputs[k])) for k in keys) + (tuple(ctx.streams),)
         if not bool(plan):
-            saved = self._block_res.get(index)
+            saved = self._block_res.get((index, sig[-1]))
             if saved is not None and saved[0] == sig:
                 ctx.layers_reused += 1
                 return {k: inputs[k] + saved[1][k] for k in keys}
         out = run(inputs)
         ctx.layers_computed += 1
         if self._l2c_reused_layers and index in self._l2c_reused_layers:
-            self._block_res[index] = (sig, {k: out[k] - inputs[k] for k in keys})
+            # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
+            # cannot batch them (different caption lengths) and must not evict each other
+            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - inputs[k] for k in keys})
         return out
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -263,7 +265,7 @@ class CacheController:
             return fn()
         names = self.l2c.branches
         j = names.index(name)
-        key = (index, name)
+        key = (index, name, tuple(ctx.streams))
         if not bool(ctx.branch_row[j]):
             saved = self._branch_out.get(key)
             if saved is not None and saved[0] == ctx.branch_sig:
