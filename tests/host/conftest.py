@@ -51,11 +51,18 @@ def pytest_configure(config):
     config.stash[_START_KEY] = time.time()
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    host_ids = config.stash[_HOST_NODEIDS_KEY]
+    # tryfirst: mark before ``-m`` deselection runs
     for item in items:
         if _is_host_item(item):
             item.add_marker(pytest.mark.host)
+
+
+def pytest_collection_finish(session):
+    # count only the items that will run (after -m / -k deselection)
+    host_ids = session.config.stash[_HOST_NODEIDS_KEY]
+    for item in session.items:
         if item.get_closest_marker("host") is not None:
             host_ids.add(item.nodeid)
 
