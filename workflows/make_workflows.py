@@ -1,0 +1,609 @@
+"""Generate the example workflows in this folder (ComfyUI UI / litegraph format, drag-and-drop
+loadable), one per model family plus an L2C one.
+
+    python workflows/make_workflows.py            # write workflows/*.json
+    python workflows/make_workflows.py --check    # exit 1 if a file would change
+
+Widget orders and defaults are read from the live node definitions (the same data ComfyUI's
+``/object_info`` serves: ``input`` + ``input_order``): stock nodes from a ComfyUI checkout
+(found like the host tests do, ``COMFYUI_PATH`` or ``../ComfyUI``), our nodes from this pack's
+``comfy_entrypoint()``.  Output is deterministic (no random ids, no timestamps).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+# ------------------------------------------------------------------ node definitions
+
+def _comfy():
+    sys.path.insert(0, str(REPO / "tests" / "host"))
+    import comfy_env
+    return comfy_env.import_comfy()
+
+
+def init_stock_nodes(ns) -> None:
+    """Load ComfyUI's built-in extra nodes (comfy_extras) into ``nodes.NODE_CLASS_MAPPINGS``."""
+    import nodes
+    if getattr(nodes, "_dit_cache_extras_loaded", False):
+        return
+    # ComfyUI's main.py imports the top-level ``utils`` package first; once something has put
+    # ``comfy/`` at the front of sys.path, ``import utils`` would find comfy/utils.py instead,
+    # and comfy_extras/nodes_images.py (via server.py) fails to import.
+    root = str(ns.path)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+    mod = sys.modules.get("utils")
+    if mod is not None and not hasattr(mod, "__path__"):
+        del sys.modules["utils"]
+    import utils.install_util  # noqa: F401
+    import logging
+    logging.disable(logging.WARNING)  # optional stock nodes (audio, upscale) may fail to import here
+    try:
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    finally:
+        logging.disable(logging.NOTSET)
+    nodes._dit_cache_extras_loaded = True
+
+
+def node_info(cls) -> dict:
+    """The /object_info entry of a node class (V1 or V3), reduced to what workflows need."""
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        info = dict(cls.GET_NODE_INFO_V1())
+    else:
+        inputs = cls.INPUT_TYPES()
+        info = {
+            "input": inputs,
+            "output": list(cls.RETURN_TYPES),
+            "output_name": list(getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES),
+            "display_name": None,
+            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
+        }
+    info["input_order"] = info.get("input_order") or {k: list(v.keys()) for k, v in info["input"].items()}
+    info["output"] = [str(getattr(o, "value", o)) for o in info["output"]]
+    info["output_name"] = [str(o) for o in (info.get("output_name") or info["output"])]
+    return info
+
+
+def our_node_classes() -> list:
+    sys.path.insert(0, str(REPO / "tests" / "host"))
+    from pack import load_pack
+    pack = load_pack()
+    ext = asyncio.run(pack.comfy_entrypoint())
+    return asyncio.run(ext.get_node_list())
+
+
+def object_info(ns=None) -> tuple[dict, set]:
+    """``({node_type: info}, our_node_types)`` for every stock node and every node of this pack."""
+    ns = ns or _comfy()
+    init_stock_nodes(ns)
+    import nodes
+    out = {}
+    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        try:
+            out[name] = node_info(cls)
+        except Exception:  # a stock node whose definition fails is not used here
+            pass
+    ours = set()
+    for cls in our_node_classes():
+        info = node_info(cls)
+        nid = info.get("name") or cls.define_schema().node_id
+        out[nid] = info
+        ours.add(nid)
+    return out, ours
+
+
+def input_spec(info: dict, name: str):
+    for group in ("required", "optional"):
+        if name in info["input"].get(group, {}):
+            spec = info["input"][group][name]
+            return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+    raise KeyError(name)
+
+
+def combo_options(typ, opts) -> list | None:
+    if isinstance(typ, (list, tuple)):
+        return list(typ)
+    if typ == "COMBO":
+        return list(opts.get("options", []))
+    return None
+
+
+FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".json", ".png", ".jpg", ".jpeg",
+             ".webp", ".mp4")
+
+
+def is_file_combo(name: str, opts: dict) -> bool:
+    """A combo listing files of a models/input folder: it may name files absent here."""
+    return (name.endswith("_name") or name[:-1].endswith("_name") or name in ("schedule", "image", "video", "audio")
+            or bool(opts.get("image_upload")))
+
+
+def is_widget(typ, opts) -> bool:
+    if opts.get("forceInput"):
+        return False
+    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
+
+
+def ordered_inputs(info: dict) -> list[str]:
+    order = info["input_order"]
+    return list(order.get("required", [])) + list(order.get("optional", []))
+
+
+def widget_layout(info: dict) -> list[tuple[str, str]]:
+    """``[(input_name, kind)]`` in widgets_values order; kind is "value", "control" (the
+    control_after_generate entry after a seed) or "upload" (the image upload button value)."""
+    out = []
+    for name in ordered_inputs(info):
+        typ, opts = input_spec(info, name)
+        if not is_widget(typ, opts):
+            continue
+        out.append((name, "value"))
+        if opts.get("control_after_generate"):
+            out.append((name, "control"))
+        if opts.get("image_upload") or opts.get("video_upload") or opts.get("audio_upload"):
+            out.append((name, "upload"))
+    return out
+
+
+# ------------------------------------------------------------------ graph builder
+
+class Node:
+    def __init__(self, graph, nid, type_, info, title):
+        self.graph, self.id, self.type, self.info, self.title = graph, nid, type_, info, title
+        self.inputs = []  # [{name, type, link}]
+        self.links_out = {}  # slot -> [link ids]
+        self.widgets = {}
+
+    def out(self, name_or_index=0):
+        if isinstance(name_or_index, int):
+            return (self, name_or_index)
+        names = self.info["output_name"]
+        if name_or_index in names:
+            return (self, names.index(name_or_index))
+        types = self.info["output"]
+        if name_or_index in types:
+            return (self, types.index(name_or_index))
+        raise KeyError(f"{self.type} has no output {name_or_index!r} (has {names})")
+
+
+class Graph:
+    def __init__(self, infos: dict, name: str):
+        self.infos, self.name = infos, name
+        self.nodes: list[Node] = []
+        self.links = []  # [id, origin_id, origin_slot, target_id, target_slot, type]
+        self.groups = []
+
+    def add(self, type_, title=None, **kw) -> Node:
+        if type_ not in self.infos:
+            raise KeyError(f"node type {type_} is not known to this ComfyUI")
+        info = self.infos[type_]
+        node = Node(self, len(self.nodes) + 1, type_, info, title)
+        self.nodes.append(node)
+        names = ordered_inputs(info)
+        for k in kw:
+            if k not in names:
+                raise KeyError(f"{type_} has no input {k!r} (inputs: {names})")
+        for name in names:
+            typ, opts = input_spec(info, name)
+            val = kw.get(name)
+            if is_widget(typ, opts):
+                if isinstance(val, tuple) and val and isinstance(val[0], Node):
+                    raise ValueError(f"{type_}.{name} is a widget; linking widgets is not supported here")
+                if val is None:
+                    if "default" in opts:
+                        val = opts["default"]
+                    else:
+                        choices = combo_options(typ, opts)
+                        if not choices:
+                            raise ValueError(f"{type_}.{name}: give a value (no default, no options)")
+                        val = choices[0]
+                choices = combo_options(typ, opts)
+                if choices is not None:
+                    if is_file_combo(name, opts):
+                        if val not in choices and not str(val).lower().endswith(FILE_EXTS):
+                            raise ValueError(f"{type_}.{name}: {val!r} does not look like a file name")
+                    elif val not in choices:
+                        raise ValueError(f"{type_}.{name}: {val!r} not in {choices}")
+                node.widgets[name] = val
+            else:
+                slot = {"name": name, "type": typ if isinstance(typ, str) else "COMBO", "link": None}
+                node.inputs.append(slot)
+                if val is not None:
+                    src, out_slot = val
+                    self._link(src, out_slot, node, len(node.inputs) - 1)
+                elif name in info["input"].get("required", {}):
+                    raise ValueError(f"{self.name}: required input {type_}.{name} is not connected")
+        return node
+
+    def _link(self, src: Node, out_slot: int, dst: Node, in_slot: int):
+        lid = len(self.links) + 1
+        typ = src.info["output"][out_slot]
+        self.links.append([lid, src.id, out_slot, dst.id, in_slot, typ])
+        src.links_out.setdefault(out_slot, []).append(lid)
+        dst.inputs[in_slot]["link"] = lid
+
+    # -------------------------------------------------------------- serialisation
+
+    def _order_and_columns(self):
+        parents = {n.id: set() for n in self.nodes}
+        for l in self.links:
+            parents[l[3]].add(l[1])
+        depth = {}
+
+        def d(nid):
+            if nid not in depth:
+                depth[nid] = 1 + max((d(p) for p in parents[nid]), default=-1)
+            return depth[nid]
+        for n in self.nodes:
+            d(n.id)
+        order = sorted(self.nodes, key=lambda n: (depth[n.id], n.id))
+        return {n.id: i for i, n in enumerate(order)}, depth
+
+    def to_json(self) -> dict:
+        order, depth = self._order_and_columns()
+        col_y: dict[int, float] = {}
+        out_nodes = []
+        for n in sorted(self.nodes, key=lambda n: n.id):
+            values = []
+            for name, kind in widget_layout(n.info):
+                if kind == "value":
+                    values.append(n.widgets[name])
+                elif kind == "control":
+                    values.append("fixed")
+                else:
+                    values.append("image")
+            n_w = sum(1 for _, k in widget_layout(n.info) if k != "control")
+            multiline = sum(1 for name in n.widgets
+                            if input_spec(n.info, name)[1].get("multiline"))
+            h = 46 + 24 * max(len(n.inputs), len(n.info["output"])) + 26 * n_w + 90 * multiline
+            w = 400 if multiline else 320
+            c = depth[n.id]
+            y = col_y.get(c, 0.0)
+            col_y[c] = y + h + 60
+            node = {
+                "id": n.id,
+                "type": n.type,
+                "pos": [40 + c * 380, 40 + y],
+                "size": [w, h],
+                "flags": {},
+                "order": order[n.id],
+                "mode": 0,
+                "inputs": [dict(s) for s in n.inputs],
+                "outputs": [
+                    {"name": nm, "type": t, "links": list(n.links_out.get(i, [])), "slot_index": i}
+                    for i, (nm, t) in enumerate(zip(n.info["output_name"], n.info["output"]))
+                ],
+                "properties": {"Node name for S&R": n.type},
+                "widgets_values": values,
+            }
+            if n.title:
+                node["title"] = n.title
+            out_nodes.append(node)
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"dit-cache/workflows/{self.name}")),
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": out_nodes,
+            "links": [list(l) for l in self.links],
+            "groups": self.groups,
+            "config": {},
+            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "dit_cache": {"generated_by": "workflows/make_workflows.py"}},
+            "version": 0.4,
+        }
+
+
+# ------------------------------------------------------------------ shared pieces
+
+NEG = "blurry, low quality, distorted, watermark, text"
+VIDEO_NEG = ("static, overexposed, blurry details, subtitles, worst quality, low quality, JPEG artifacts, "
+             "deformed, disfigured, extra fingers, still picture, messy background")
+
+
+def teacache(g, model, title=None):
+    return g.add("DitCache_TeaCachePatch", title=title, model=model.out(0) if isinstance(model, Node) else model,
+                 rel_l1_thresh=-1.0, start_percent=0.0, end_percent=1.0, coefficients="auto",
+                 cache_device="main", max_consecutive_skips=0)
+
+
+def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache", fps=16.0, title=None):
+    """Cache Stats after the sampler (its passthrough carries the latent on to VAEDecode)."""
+    stats = g.add("DitCache_CacheStats", title=title, model=patched.out(0), passthrough=latent)
+    dec = g.add("VAEDecode", samples=stats.out(0), vae=vae)
+    if save == "image":
+        g.add("SaveImage", images=dec.out(0), filename_prefix=prefix)
+    else:
+        g.add("SaveAnimatedWEBP", images=dec.out(0), filename_prefix=prefix, fps=fps, lossless=False,
+              quality=90, method="default")
+    return stats
+
+
+def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42):
+    return g.add("KSampler", model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+                 scheduler=scheduler, positive=pos, negative=neg, latent_image=latent, denoise=1.0)
+
+
+def encode(g, clip, text):
+    return g.add("CLIPTextEncode", text=text, clip=clip).out(0)
+
+
+# ------------------------------------------------------------------ workflows
+
+def flux_t2i(g):
+    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
+    tc = teacache(g, ms)
+    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
+                                                                     "morning light, 35mm photo"), guidance=3.5)
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux")
+
+
+def flux_kontext(g):
+    unet = g.add("UNETLoader", unet_name="flux1-dev-kontext_fp8_scaled.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp8_e4m3fn_scaled.safetensors",
+                 type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    scaled = g.add("FluxKontextImageScale", image=img.out(0))
+    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
+    tc = teacache(g, unet)
+    text = encode(g, clip.out(0), "make it a watercolor painting, keep the composition")
+    ref = g.add("ReferenceLatent", conditioning=text, latent=enc.out(0))
+    pos = g.add("FluxGuidance", conditioning=ref.out(0), guidance=2.5)
+    neg = g.add("ConditioningZeroOut", conditioning=text)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=20, cfg=1.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_kontext")
+
+
+def chroma(g):
+    unet = g.add("UNETLoader", unet_name="chroma-unlocked-v37.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
+    tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    tc = teacache(g, unet)
+    pos = encode(g, tok.out(0), "a lighthouse on a cliff during a storm, dramatic clouds, oil painting")
+    neg = encode(g, tok.out(0), NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=26, cfg=4.0, scheduler="beta")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/chroma")
+
+
+def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
+    clip = g.add("CLIPLoader", clip_name=clip_file, type="wan")
+    vae = g.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
+    pos = encode(g, clip.out(0), "a corgi running along a beach at sunset, waves, slow motion, cinematic")
+    neg = encode(g, clip.out(0), VIDEO_NEG)
+    return pos, neg, vae
+
+
+def wan21_t2v(g):
+    unet = g.add("UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=30, cfg=6.0, sampler="uni_pc")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_t2v", fps=16.0)
+
+
+def wan21_i2v(g):
+    unet = g.add("UNETLoader", unet_name="wan2.1_i2v_480p_14B_fp16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=img.out(0), crop="none")
+    i2v = g.add("WanImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=33,
+                batch_size=1, clip_vision_output=cvo.out(0), start_image=img.out(0))
+    ks = ksampler(g, tc, i2v.out("positive"), i2v.out("negative"), i2v.out("latent"), steps=20, cfg=6.0,
+                  sampler="uni_pc")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_i2v", fps=16.0)
+
+
+def wan22_t2v(g):
+    """Wan 2.2 A14B: high-noise expert for the first half of the steps, low-noise expert after;
+    each expert has its own TeaCache Patch and Cache Stats."""
+    hi = g.add("UNETLoader", title="Wan 2.2 high-noise expert",
+               unet_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", weight_dtype="default")
+    lo = g.add("UNETLoader", title="Wan 2.2 low-noise expert",
+               unet_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", weight_dtype="default")
+    ms_hi = g.add("ModelSamplingSD3", model=hi.out(0), shift=8.0)
+    ms_lo = g.add("ModelSamplingSD3", model=lo.out(0), shift=8.0)
+    tc_hi = teacache(g, ms_hi, title="TeaCache Patch (high noise)")
+    tc_lo = teacache(g, ms_lo, title="TeaCache Patch (low noise)")
+    pos, neg, vae = _wan_text(g)
+    lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
+    k1 = g.add("KSamplerAdvanced", model=tc_hi.out(0), add_noise="enable", noise_seed=42, steps=20, cfg=3.5,
+               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=lat.out(0),
+               start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
+    s1 = g.add("DitCache_CacheStats", title="Cache Stats (high noise)", model=tc_hi.out(0), passthrough=k1.out(0))
+    k2 = g.add("KSamplerAdvanced", model=tc_lo.out(0), add_noise="disable", noise_seed=42, steps=20, cfg=3.5,
+               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=s1.out(0),
+               start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
+    stats_then_decode(g, tc_lo, k2.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_t2v", fps=16.0,
+                      title="Cache Stats (low noise)")
+
+
+def hunyuan_video(g):
+    unet = g.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
+                 type="hunyuan_video")
+    vae = g.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=7.0)
+    tc = teacache(g, ms)
+    text = encode(g, clip.out(0), "a cat walks on the grass, realistic style, daylight")
+    pos = g.add("FluxGuidance", conditioning=text, guidance=6.0)
+    neg = g.add("ConditioningZeroOut", conditioning=text)
+    lat = g.add("EmptyHunyuanLatentVideo", width=848, height=480, length=73, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=30, cfg=1.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/hunyuan_video", fps=24.0)
+
+
+def ltxv(g):
+    ck = g.add("CheckpointLoaderSimple", ckpt_name="ltx-video-2b-v0.9.5.safetensors")
+    clip = g.add("CLIPLoader", clip_name="t5xxl_fp16.safetensors", type="ltxv")
+    tc = teacache(g, ck)
+    pos = encode(g, clip.out(0), "a woman with long brown hair smiles at the camera, soft window light, "
+                                 "the camera slowly pushes in")
+    neg = encode(g, clip.out(0), "low quality, worst quality, deformed, distorted, disfigured, motion smear, "
+                                 "motion artifacts, fused fingers, bad anatomy, weird hand, ugly")
+    cond = g.add("LTXVConditioning", positive=pos, negative=neg, frame_rate=25.0)
+    lat = g.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
+    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), lat.out(0), steps=30, cfg=3.0)
+    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), save="video", prefix="dit-cache/ltxv", fps=24.0)
+
+
+def sd35(g):
+    ck = g.add("CheckpointLoaderSimple", ckpt_name="sd3.5_large.safetensors")
+    clip = g.add("TripleCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="clip_g.safetensors",
+                 clip_name3="t5xxl_fp16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=ck.out("MODEL"), shift=3.0)
+    tc = teacache(g, ms)
+    pos = encode(g, clip.out(0), "a glass teapot with blooming tea flowers, studio photo, soft shadows")
+    neg = encode(g, clip.out(0), NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=28, cfg=4.5, scheduler="sgm_uniform")
+    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), prefix="dit-cache/sd35")
+
+
+def lumina2(g):
+    ck = g.add("CheckpointLoaderSimple", ckpt_name="lumina_2.safetensors")
+    ms = g.add("ModelSamplingAuraFlow", model=ck.out("MODEL"), shift=6.0)
+    tc = teacache(g, ms)
+    pos = encode(g, ck.out("CLIP"), "You are an assistant designed to generate superior images with the superior "
+                                    "degree of image-text alignment based on textual prompts or user prompts. "
+                                    "<Prompt Start> a snowy mountain village at night, warm lights in windows")
+    neg = encode(g, ck.out("CLIP"), "You are an assistant designed to generate low-quality images based on "
+                                    "textual prompts <Prompt Start> blurry, worst quality, low quality")
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=25, cfg=4.0, sampler="res_multistep")
+    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), prefix="dit-cache/lumina2")
+
+
+def qwen_image(g):
+    unet = g.add("UNETLoader", unet_name="qwen_image_fp8_e4m3fn.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
+    vae = g.add("VAELoader", vae_name="qwen_image_vae.safetensors")
+    ms = g.add("ModelSamplingAuraFlow", model=unet.out(0), shift=3.1)
+    tc = teacache(g, ms)
+    pos = encode(g, clip.out(0), 'a vintage shop sign that reads "Tea & Cache", hand-painted letters')
+    neg = encode(g, clip.out(0), "")
+    lat = g.add("EmptySD3LatentImage", width=1328, height=1328, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=20, cfg=2.5)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/qwen_image")
+
+
+def hidream(g):
+    unet = g.add("UNETLoader", unet_name="hidream_i1_full_fp16.safetensors", weight_dtype="default")
+    clip = g.add("QuadrupleCLIPLoader", clip_name1="clip_l_hidream.safetensors", clip_name2="clip_g_hidream.safetensors",
+                 clip_name3="t5xxl_fp8_e4m3fn_scaled.safetensors", clip_name4="llama_3.1_8b_instruct_fp8_scaled.safetensors")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=3.0)
+    tc = teacache(g, ms)
+    pos = encode(g, clip.out(0), "an origami crane on a wooden desk, macro photo, shallow depth of field")
+    neg = encode(g, clip.out(0), NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=50, cfg=5.0, sampler="uni_pc")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/hidream")
+
+
+def cosmos_predict2(g):
+    unet = g.add("UNETLoader", unet_name="cosmos_predict2_2B_t2i.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="oldt5_xxl_fp8_e4m3fn_scaled.safetensors", type="cosmos")
+    vae = g.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
+    tc = teacache(g, unet)
+    pos = encode(g, clip.out(0), "a robot arm stacking colorful wooden blocks on a table, studio lighting")
+    neg = encode(g, clip.out(0), NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=35, cfg=4.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/cosmos_predict2")
+
+
+def l2c_flux(g):
+    """Learning-to-Cache schedule plus TeaCache on Flux: the schedule decides which layers reuse
+    on each step, TeaCache skips whole steps; Cache Stats reports both."""
+    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    l2c = g.add("DitCache_L2CScheduleLoader", model=unet.out(0), schedule="flux1-dev_l2c.safetensors", threshold=0.1)
+    g.add("PreviewAny", source=l2c.out(1))
+    tc = teacache(g, l2c)
+    text = encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, morning light, 35mm photo")
+    pos = g.add("FluxGuidance", conditioning=text, guidance=3.5)
+    neg = g.add("ConditioningZeroOut", conditioning=text)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
+
+
+WORKFLOWS = {
+    "flux_t2i_teacache": flux_t2i,
+    "flux_kontext_edit_teacache": flux_kontext,
+    "chroma_teacache": chroma,
+    "wan21_t2v_teacache": wan21_t2v,
+    "wan21_i2v_teacache": wan21_i2v,
+    "wan22_t2v_a14b_teacache": wan22_t2v,
+    "hunyuan_video_teacache": hunyuan_video,
+    "ltxv_teacache": ltxv,
+    "sd35_teacache": sd35,
+    "lumina2_teacache": lumina2,
+    "qwen_image_teacache": qwen_image,
+    "hidream_teacache": hidream,
+    "cosmos_predict2_teacache": cosmos_predict2,
+    "flux_l2c_teacache": l2c_flux,
+}
+
+
+def build_all(infos: dict) -> dict[str, str]:
+    out = {}
+    for name, fn in WORKFLOWS.items():
+        g = Graph(infos, name)
+        fn(g)
+        out[name + ".json"] = json.dumps(g.to_json(), indent=2, ensure_ascii=False) + "\n"
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
+    args = ap.parse_args(argv)
+    infos, _ = object_info()
+    files = build_all(infos)
+    changed = []
+    for fname, text in files.items():
+        path = HERE / fname
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old != text:
+            changed.append(fname)
+            if not args.check:
+                path.write_text(text, encoding="utf-8")
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
+    if args.check:
+        if changed or stale:
+            print("out of date:", ", ".join(changed + stale))
+            return 1
+        print(f"{len(files)} workflows up to date")
+        return 0
+    print(f"wrote {len(changed)} of {len(files)} workflows" + (f"; not generated here: {stale}" if stale else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
