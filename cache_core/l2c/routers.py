@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,11 @@ def _check_threshold(threshold: Any) -> float:
 def _safe_torch_load(data: bytes, name: str) -> Any:
     """torch.load restricted to tensors + argparse.Namespace; never runs pickle code."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # torch warns about odd pickle protocols etc. on junk input; the outcome is reported
+        # through ScheduleError instead, so keep those warnings out of the user's console.
+        with warnings.catch_warnings(), \
+                torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError/EOFError/... here
         msg = str(exc)
