@@ -249,12 +249,16 @@ class CacheController:
             if saved is not None and saved[0] == sig:
                 ctx.layers_reused += 1
                 return {k: inputs[k] + saved[1][k] for k in keys}
+        save = bool(self._l2c_reused_layers) and index in self._l2c_reused_layers
+        # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
+        # txt and single blocks), which would make out - inputs zero
+        before = {k: inputs[k].clone() for k in keys} if save else None
         out = run(inputs)
         ctx.layers_computed += 1
-        if self._l2c_reused_layers and index in self._l2c_reused_layers:
+        if save:
             # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
             # cannot batch them (different caption lengths) and must not evict each other
-            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - inputs[k] for k in keys})
+            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - before[k] for k in keys})
         return out
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
