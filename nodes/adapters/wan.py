@@ -49,10 +49,12 @@ class WanAdapter(ReplaceAdapter):
     name = "wan"
     display = "Wan 2.1 / 2.2 (t2v, i2v, VACE, camera, TI2V 5B, 14B experts)"
     default_profile = "wan2.1_t2v_1.3B_ret"
+    recommended_threshold = 0.08
 
     def __init__(self, model_patcher):
         super().__init__(model_patcher)
         require(self.dm, "blocks", "dim", "model_type", family=self.name)
+        self.recommended_threshold = self._threshold()  # per model; the class value is the 1.3B one
 
     @classmethod
     def _classes(cls):
@@ -93,8 +95,7 @@ class WanAdapter(ReplaceAdapter):
             return "wan2.1_t2v_14B_ret"
         return "wan2.1_t2v_1.3B_ret"
 
-    @property
-    def recommended_threshold(self) -> float:
+    def _threshold(self) -> float:
         # published TeaCache4Wan2.1 settings: t2v 1.3B 0.08, t2v 14B 0.2, i2v 14B 0.26 (480p)
         if self._is_i2v():
             return 0.26
