@@ -1,0 +1,266 @@
+"""Fidelity versus measured speed-up on the reference DiT (CPU).
+
+    python -m bench.fidelity [--per-class 10] [--steps 25] [--cfg 3] [--repeats 3] [--quick]
+
+Every method samples the same classes and seeds; fidelity is PSNR / SSIM against the uncached
+samples of the same run (cache_core.demo.psnr / ssim) and the digits-classifier accuracy.
+Speed-up is measured: median wall-clock of ``--repeats`` runs of the uncached sampler divided by
+that of the method, in this process. An *estimated* speed-up from the work done (attention ≈ 1/3
+and MLP ≈ 2/3 of a block's FLOPs at 16 tokens, outside-block work ignored) is reported alongside,
+because a shared CPU makes wall-clock noisy.
+
+Methods: TeaCache with published-style fixed coefficients (``flux``: FLUX.1-dev's polynomial;
+``raw``: identity) and with coefficients calibrated on this model (cache_core.calibrate:
+``record_reference`` + constrained ``fit_coefficients``, on seeds disjoint from the evaluation
+seeds), L2C schedules learned at several λ (cache_core.l2c.RouterTrainer through
+cache_core.demo.ReferenceRouterAdapter, branch level attn/mlp, alternate cache steps), TeaCache +
+L2C, and baselines: fewer sampling steps, uniform step skipping, a First-Block-Cache-style
+indicator and an EasyCache-style transformation-rate indicator (bench/common.py).
+
+Writes bench/results/fidelity.json, fidelity.md (PSNR at 1.5x / 2x / 3x, interpolated linearly on
+each method's Pareto frontier), fidelity.png (PSNR vs measured speed-up) and
+fidelity_estimated.png (PSNR vs estimated speed-up).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import (RESULTS, EasyCacheRate, StackSkipController, UniformSkip, environment, interpolate_at,
+                          log, median, pareto, setup, timed, write_json)
+from cache_core.demo import DigitClassifier, learn_l2c_schedule, psnr, scatter_plot, ssim
+from cache_core.reference_dit import ReferenceDiT
+from cache_core.reference_sampling import make_controller, sample
+from cache_core.teacache import TeaCacheConfig
+
+BRANCH_COST = {"attn": 1 / 3, "mlp": 2 / 3}
+TARGETS = (1.5, 2.0, 3.0)
+
+
+def work_done(model, ctl, steps: int) -> float:
+    """Fraction of the block work of a full run that the last run did (per forward, not per stream)."""
+    L = len(model.blocks)
+    per_step: dict[int, tuple] = {}
+    for r in ctl.recorder.records:
+        per_step.setdefault(r.step, (r.decision, r.layers_computed))
+    done = 0.0
+    sched = getattr(ctl, "l2c", None)
+    for step, (decision, layers) in per_step.items():
+        if decision != "compute":
+            if isinstance(ctl, StackSkipController):
+                done += layers / L  # First-Block-Cache computes block 0 on a reuse
+            continue
+        if sched is None:
+            done += layers / L if isinstance(ctl, StackSkipController) else 1.0
+        else:
+            row = sched.for_step(step, steps)
+            done += sum(float(row[:, j].float().mean()) * BRANCH_COST[b] for j, b in enumerate(sched.branches))
+    return done / steps
+
+
+class Runner:
+    def __init__(self, model, labels, steps, cfg, seed, repeats, clf):
+        self.model, self.labels, self.steps, self.cfg, self.seed = model, labels, steps, cfg, seed
+        self.repeats, self.clf = repeats, clf
+        self.rows: list[dict] = []
+        self.ref = None
+        self.t_ref = None
+
+    def run(self, family: str, label: str, make_ctl=None, steps: int | None = None, param=None) -> dict:
+        steps = steps or self.steps
+        holder = {}
+
+        def go():
+            ctl = make_ctl() if make_ctl is not None else None
+            holder["ctl"] = ctl
+            return sample(self.model, self.labels, steps=steps, cfg=self.cfg, seed=self.seed, controller=ctl)
+
+        x, secs = timed(go, self.repeats)
+        ctl = holder["ctl"]
+        if ctl is None:
+            work = steps / self.steps
+            computed = evals = steps
+        else:
+            work = work_done(self.model, ctl, steps) * steps / self.steps
+            recs = ctl.recorder.records
+            evals = len({r.step for r in recs})
+            computed = len({r.step for r in recs if r.decision == "compute"})
+        if self.ref is None:
+            self.ref, self.t_ref = x, median(secs)
+        row = {"family": family, "method": label, "param": param, "steps": steps,
+               "forwards_computed": computed, "forwards": evals, "work": work,
+               "estimated_speedup": 1.0 / work if work > 0 else math.inf,
+               "seconds": secs, "median_s": median(secs), "speedup": self.t_ref / median(secs),
+               "psnr": psnr(x, self.ref), "ssim": ssim(x, self.ref),
+               "accuracy": self.clf.accuracy(x, self.labels) if self.clf else None}
+        self.rows.append(row)
+        ps = "inf" if math.isinf(row["psnr"]) else f"{row['psnr']:.1f}"
+        log.info("%-34s computed %2d/%2d  est %.2fx  measured %.2fx  PSNR %5s dB  SSIM %.3f  acc %.2f",
+                 label, computed, evals, row["estimated_speedup"], row["speedup"], ps, row["ssim"],
+                 row["accuracy"] or float("nan"))
+        return row
+
+
+def calibrated_profile(model, steps, cfg, seeds):
+    from cache_core.calibrate import record_reference
+    rec = record_reference(model, steps=steps, seeds=seeds, cfg=cfg, batch=20)
+    res = rec.fit(order=4)
+    log.info("calibrated TeaCache polynomial on %d pairs: %s, range %s, rel. error %.3f", res.n,
+             [f"{c:.4g}" for c in res.coefficients], [f"{v:.4g}" for v in res.input_range], res.rel_error)
+    return res.profile("reference-calibrated", source="bench.fidelity: cache_core.calibrate on the reference DiT"), \
+        res.to_dict()
+
+
+def get_schedule(model, lam, steps, cfg, iterations, relearn: bool):
+    from cache_core.l2c import L2CSchedule
+    d = RESULTS / "l2c_schedules"
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / f"reference_lam{lam:g}_steps{steps}_cfg{cfg:g}.safetensors"
+    if p.is_file() and not relearn:
+        s = L2CSchedule.load(p)
+        log.info("loaded %s", s.describe())
+        return s, {"loaded": str(p), **s.summary()}
+    log.info("learning an L2C schedule, lam=%g ...", lam)
+    s, info = learn_l2c_schedule(model, steps=steps, cfg=cfg, lam=lam, iterations=iterations)
+    s.save(p)
+    log.info("  %s (%.0fs)", s.describe(), info["seconds"])
+    return s, info
+
+
+def markdown(rows: list[dict], key: str, title: str) -> str:
+    fams = []
+    for r in rows:
+        if r["family"] not in fams and r["family"] != "reference":
+            fams.append(r["family"])
+    lines = [f"### {title}", "",
+             "| method | " + " | ".join(f"PSNR @ {t:g}x" for t in TARGETS) + " | max speed-up (PSNR) |",
+             "|---|" + "---:|" * (len(TARGETS) + 1)]
+    for f in fams:
+        pts = [(r[key], r["psnr"]) for r in rows if r["family"] == f]
+        pts.append((1.0, math.inf))
+        front = pareto([(x, min(y, 99.0)) for x, y in pts])
+        vals = []
+        for t in TARGETS:
+            v = interpolate_at([(x, min(y, 99.0)) for x, y in pts], t)
+            vals.append("—" if v is None else f"{v:.1f}")
+        top = max((p for p in pts if math.isfinite(p[1])), key=lambda p: p[0], default=None)
+        best = f"{top[0]:.2f}x ({top[1]:.1f})" if top else "—"
+        lines.append(f"| {f} | " + " | ".join(vals) + f" | {best} |")
+        del front
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.fidelity", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--per-class", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lams", type=float, nargs="*", default=[1e-3, 3e-3, 1e-2, 3e-2])
+    ap.add_argument("--l2c-iterations", type=int, default=360)
+    ap.add_argument("--relearn", action="store_true", help="learn L2C schedules even if cached in bench/results")
+    ap.add_argument("--quick", action="store_true", help="fewer points, 1 repeat (a smoke run)")
+    args = ap.parse_args(argv)
+    setup(args.threads)
+    t_start = time.perf_counter()
+    model = ReferenceDiT.load()
+    clf = DigitClassifier()
+    labels = torch.arange(10).repeat_interleave(args.per_class)
+    if args.quick:
+        args.repeats = 1
+    R = Runner(model, labels, args.steps, args.cfg, args.seed, args.repeats, clf)
+    sample(model, labels, steps=2, cfg=args.cfg, seed=args.seed)  # warm-up
+    R.run("reference", "no cache")
+    n_blocks = len(model.blocks)
+    thresholds = {
+        "flux": [0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.4],
+        "raw": [0.03, 0.06, 0.1, 0.15, 0.22, 0.3, 0.45],
+    }
+    if args.quick:
+        thresholds = {k: v[::3] for k, v in thresholds.items()}
+    meta: dict = {"args": vars(args), "environment": environment()}
+
+    # TeaCache, fixed coefficients
+    for prof, ts in thresholds.items():
+        fam = f"TeaCache {prof} (fixed)"
+        for t in ts:
+            R.run(fam, f"TeaCache {prof} {t:g}",
+                  lambda t=t, prof=prof: make_controller(model, teacache=TeaCacheConfig(t, coefficients=prof)), param=t)
+    # TeaCache, calibrated coefficients
+    try:
+        prof, fit = calibrated_profile(model, args.steps, args.cfg, seeds=(101, 102) if args.quick else (101, 102, 103))
+        meta["calibration"] = fit
+        cal_ts = [0.03, 0.06, 0.1, 0.15, 0.22, 0.3, 0.45]
+        ts = cal_ts[::3] if args.quick else cal_ts
+        for t in ts:
+            R.run("TeaCache calibrated", f"TeaCache calibrated {t:g}",
+                  lambda t=t: make_controller(model, teacache=TeaCacheConfig(t, coefficients=prof)), param=t)
+    except ImportError as exc:  # cache_core.calibrate not present
+        log.warning("no calibrated TeaCache: %s", exc)
+    # L2C at several lambdas, and TeaCache + L2C
+    schedules = {}
+    lams = args.lams[1:3] if args.quick else args.lams
+    for lam in lams:
+        s, info = get_schedule(model, lam, args.steps, args.cfg, args.l2c_iterations, args.relearn)
+        schedules[lam] = s
+        meta.setdefault("l2c", {})[f"{lam:g}"] = info
+        R.run("L2C (learned)", f"L2C lam={lam:g}", lambda s=s: make_controller(model, l2c=s), param=lam)
+    if schedules:
+        lam = sorted(schedules)[len(schedules) // 2]
+        s = schedules[lam]
+        for t in ([0.06, 0.15] if args.quick else [0.03, 0.06, 0.1, 0.15, 0.22, 0.3]):
+            R.run(f"TeaCache raw + L2C lam={lam:g}", f"TeaCache raw {t:g} + L2C {lam:g}",
+                  lambda t=t, s=s: make_controller(model, teacache=TeaCacheConfig(t, coefficients="raw"), l2c=s),
+                  param=t)
+    # baselines
+    for n in ([17, 10] if args.quick else [20, 17, 14, 12, 10, 8, 6]):
+        R.run("fewer steps", f"{n} steps", None, steps=n, param=n)
+    uni = [("reuse every 3rd", UniformSkip(reuse_every=3)), ("compute every 2nd", UniformSkip(compute_every=2)),
+           ("compute every 3rd", UniformSkip(compute_every=3)), ("compute every 4th", UniformSkip(compute_every=4))]
+    for name, pol in (uni[::2] if args.quick else uni):
+        R.run("uniform skip", name, lambda pol=pol: StackSkipController(n_blocks, pol, name=name), param=name)
+    fb_ts = [0.02, 0.04, 0.07, 0.1, 0.15, 0.22, 0.3]
+    for t in (fb_ts[::3] if args.quick else fb_ts):
+        R.run("First-Block-Cache-style", f"FBCache {t:g}",
+              lambda t=t: StackSkipController(n_blocks, None, first_block=t, name=f"fb{t}"), param=t)
+    ez_ts = [0.03, 0.06, 0.1, 0.15, 0.22, 0.3, 0.45]
+    for t in (ez_ts[::3] if args.quick else ez_ts):
+        R.run("EasyCache-style", f"EasyCache {t:g}",
+              lambda t=t: StackSkipController(n_blocks, EasyCacheRate(t), name=f"ez{t}"), param=t)
+
+    rows = R.rows
+    md = "\n\n".join([
+        f"## Reference DiT: PSNR (dB) vs uncached at matched speed-up\n\n{len(labels)} samples "
+        f"({args.per_class} per class), {args.steps} Euler steps, cfg {args.cfg:g}, median of {args.repeats} runs; "
+        f"threads {torch.get_num_threads()}; interpolated linearly on each method's Pareto frontier "
+        "(— = not reached; 99 stands for identical output).",
+        markdown(rows, "speedup", "measured wall-clock speed-up"),
+        markdown(rows, "estimated_speedup", "estimated speed-up (share of block work skipped)"),
+    ])
+    print("\n" + md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "fidelity.md").write_text(md + "\n")
+    write_json("fidelity.json", {"meta": meta, "rows": [{k: v for k, v in r.items()} for r in rows],
+                                 "seconds": time.perf_counter() - t_start})
+    for key, fname in (("speedup", "fidelity.png"), ("estimated_speedup", "fidelity_estimated.png")):
+        series: dict = {}
+        for r in rows:
+            if r["family"] != "reference":
+                series.setdefault(r["family"], []).append((r[key], r["psnr"]))
+        scatter_plot({k: pareto(v) or v for k, v in series.items()}, RESULTS / fname,
+                     f"reference DiT: PSNR vs {'measured' if key == 'speedup' else 'estimated'} speed-up (Pareto)",
+                     xlabel=f"{'measured' if key == 'speedup' else 'estimated'} speed-up (x)")
+    log.info("done in %.0fs", time.perf_counter() - t_start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

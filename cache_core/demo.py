@@ -1,0 +1,466 @@
+"""Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together.
+
+    python -m cache_core.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
+
+Samples the same seeds and classes with every method, and prints one row per method:
+evaluations computed, attention/MLP branches computed, measured wall-clock speed-up (median of
+``--repeats`` runs, as a ratio to the uncached run in this process), PSNR and SSIM against the
+uncached samples, and the accuracy of a digits classifier on the samples. Writes
+``<out>/demo_grid.png`` (one image grid per method), ``<out>/demo_fidelity.png`` (PSNR versus
+speed-up), ``<out>/demo_results.json`` and the learned ``<out>/l2c_schedule.safetensors``.
+
+The L2C schedule is learned at demo time with :class:`cache_core.l2c.RouterTrainer` on
+full-compute trajectories of the reference model (a few hundred router iterations, seconds on a
+CPU). ``--schedule FILE`` loads one instead.
+
+Metrics (images clamped to [-1, 1], data range L = 2):
+  PSNR  10 log10(L^2 / MSE), MSE over all pixels of all samples (inf when identical).
+  SSIM  the usual SSIM formula with C1 = (0.01 L)^2, C2 = (0.03 L)^2 and local statistics from a
+        3x3 Gaussian window (sigma 1.0) without padding (a 6x6 map per 8x8 image), averaged over
+        the map and the samples.
+  classifier  multinomial logistic regression on the [-1, 1]-scaled digits, trained by
+        reference/train_reference.py and shipped as data/reference_classifier.json (numpy only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .reference_dit import WEIGHTS, Block, ReferenceDiT
+from .reference_sampling import flow_sigmas, make_controller, sample
+from .teacache import TeaCacheConfig
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER = WEIGHTS.with_name("reference_classifier.json")
+
+
+# -- metrics -------------------------------------------------------------------------------
+class DigitClassifier:
+    """The shipped digits classifier (logistic regression parameters in JSON, evaluated with numpy)."""
+
+    def __init__(self, path: str | Path = CLASSIFIER):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"classifier parameters not found at {path}; run reference/train_reference.py")
+        p = json.loads(path.read_text())
+        self.coef = np.asarray(p["coef"], dtype=np.float64)
+        self.intercept = np.asarray(p["intercept"], dtype=np.float64)
+        self.classes = np.asarray(p["classes"])
+        self.held_out_accuracy = p.get("held_out_accuracy")
+
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        x = images.detach().float().clamp(-1, 1).reshape(len(images), -1).double().cpu().numpy()
+        return self.classes[(x @ self.coef.T + self.intercept).argmax(1)]
+
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        return float((self.predict(images) == labels.cpu().numpy()).mean())
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
+    a = a.detach().double().clamp(-1, 1)
+    b = b.detach().double().clamp(-1, 1)
+    mse = float((a - b).pow(2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
+
+
+def _gauss_window(size: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-r ** 2 / (2 * sigma ** 2))
+    w = torch.outer(g, g)
+    return (w / w.sum()).view(1, 1, size, size)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, window: int = 3, sigma: float = 1.0) -> float:
+    """Mean SSIM of two [N, C, H, W] batches (3x3 Gaussian window, no padding; see the module doc)."""
+    a = a.detach().double().clamp(-1, 1).cpu()
+    b = b.detach().double().clamp(-1, 1).cpu()
+    n, c, h, w = a.shape
+    a = a.reshape(n * c, 1, h, w)
+    b = b.reshape(n * c, 1, h, w)
+    k = _gauss_window(window, sigma)
+    f = lambda x: torch.nn.functional.conv2d(x, k)  # noqa: E731
+    mu_a, mu_b = f(a), f(b)
+    saa = f(a * a) - mu_a ** 2
+    sbb = f(b * b) - mu_b ** 2
+    sab = f(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    return float(m.mean())
+
+
+# -- L2C on the reference model ---------------------------------------------------------------
+class ReferenceRouterAdapter:
+    """:class:`cache_core.l2c.RouterTrainable` for :class:`ReferenceDiT` with batched CFG.
+
+    ``cond`` is ``(labels, cfg_scale)``; the output is the guided velocity. Branch outputs are
+    taken and mixed through the model's own ``branch_fn`` hook, so the trained schedule is applied
+    at exactly the place :class:`cache_core.stack.CacheController` reuses branches."""
+
+    branches = ("attn", "mlp")
+
+    def __init__(self, model: ReferenceDiT):
+        self.model = model
+        self.n_layers = len(model.blocks)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def forward_with_mix(self, x, t, cond, beta, cached):
+        labels, cfg = cond
+        m = self.model
+        fresh = [[None] * len(self.branches) for _ in range(self.n_layers)]
+        index = {b: j for j, b in enumerate(self.branches)}
+
+        def branch_fn(i, name, fn):
+            j = index[name]
+            out = fn()
+            fresh[i][j] = out
+            if beta is not None:
+                bj = beta[i, j]
+                out = bj * out + (1 - bj) * cached[i][j]
+            return out
+
+        guided = cfg != 1.0
+        xin = torch.cat([x, x]) if guided else x
+        y = torch.cat([labels, torch.full_like(labels, m.null_class)]) if guided else labels
+        tt = torch.as_tensor(t, dtype=x.dtype).expand(xin.shape[0])
+        v = m(xin, tt, y, branch_fn=branch_fn)
+        if guided:
+            vc, vu = v.chunk(2)
+            v = vu + cfg * (vc - vu)
+        return v, fresh
+
+
+@torch.no_grad()
+def trajectory(model: ReferenceDiT, labels: torch.Tensor, steps: int, cfg: float, seed: int) -> list[torch.Tensor]:
+    """x at the start of every step of the full-compute Euler run (steps + 1 tensors)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((len(labels), model.cfg.channels, model.cfg.image_size, model.cfg.image_size), generator=g)
+    sig = flow_sigmas(steps)
+    ad = ReferenceRouterAdapter(model)
+    xs = [x]
+    for i in range(steps):
+        v, _ = ad.forward_with_mix(x, sig[i], (labels, cfg), None, None)
+        x = x + (sig[i + 1] - sig[i]) * v
+        xs.append(x)
+    return xs
+
+
+def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, lam: float = 3e-3,
+                       iterations: int = 360, per_class: int = 2, seed: int = 10_000, lr: float = 0.15,
+                       threshold: float = 0.5, cache_steps: Sequence[int] | None = None,
+                       progress: Callable[[int, int], None] | None = None):
+    """Learns an L2C schedule for the reference model (router trained on its own full-compute
+    trajectories, on seeds other than the evaluation seeds). Returns (schedule, info)."""
+    from .l2c import RouterBatch, RouterTrainer
+    labels = torch.arange(model.cfg.classes).repeat_interleave(per_class)
+    xs = trajectory(model, labels, steps, cfg, seed)
+    sig = flow_sigmas(steps)
+    trainer = RouterTrainer(ReferenceRouterAdapter(model), steps, family="reference", lam=lam, lr=lr,
+                            cache_steps=cache_steps)
+
+    def batch(step: int) -> RouterBatch:
+        return RouterBatch(x_prev=xs[step - 1], t_prev=sig[step - 1], x=xs[step], t=sig[step], cond=(labels, cfg))
+
+    t0 = time.perf_counter()
+    losses = trainer.fit(batch, iterations, progress=progress)
+    sched = trainer.to_schedule(threshold, source=f"cache_core.demo lam={lam:g} it={iterations}")
+    info = {"lam": lam, "iterations": iterations, "seconds": time.perf_counter() - t0,
+            "final_loss": losses[-1] if losses else None, **sched.summary()}
+    return sched, info
+
+
+# -- running methods ---------------------------------------------------------------------------
+@dataclass
+class Method:
+    name: str
+    teacache: TeaCacheConfig | None = None
+    l2c: object | None = None
+    note: str = ""
+
+
+@dataclass
+class MethodResult:
+    name: str
+    images: torch.Tensor
+    seconds: list[float]
+    summary: dict = field(default_factory=dict)
+    psnr: float = math.inf
+    ssim: float = 1.0
+    accuracy: float = 0.0
+    speedup: float = 1.0
+
+    def row(self) -> dict:
+        s = self.summary
+        return {"method": self.name, "evaluations": s.get("evaluations"), "computed": s.get("computed"),
+                "branches_computed": s.get("branches_computed"), "branches_total": s.get("branches_total"),
+                "median_s": statistics.median(self.seconds), "speedup": self.speedup, "psnr": self.psnr,
+                "ssim": self.ssim, "accuracy": self.accuracy,
+                "estimated_speedup": s.get("estimated_speedup")}
+
+
+def count_branches(model: ReferenceDiT, controller) -> tuple[int, int]:
+    """(computed, total) attention/MLP branch evaluations of the last run, counting per forward
+    (a batched CFG forward counts once), from the recorder and the L2C schedule rows."""
+    recs = controller.recorder.records
+    per_forward: dict[int, tuple] = {}
+    for r in recs:
+        per_forward.setdefault(r.step, (r.decision, r.layers_computed))
+    n_layers, nb = len(model.blocks), len(Block.branches)
+    total = len(per_forward) * n_layers * nb
+    computed = 0
+    for step, (decision, _) in per_forward.items():
+        if decision != "compute":
+            continue
+        if controller.l2c is None:
+            computed += n_layers * nb
+        else:
+            computed += int(controller.l2c.for_step(step, controller.recorder.n_steps).sum())
+    return computed, total
+
+
+def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps: int, cfg: float, seed: int,
+               repeats: int) -> MethodResult:
+    seconds = []
+    images = None
+    summary: dict = {}
+    for _ in range(max(1, repeats)):
+        ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c) \
+            if (method.teacache is not None or method.l2c is not None) else None
+        t0 = time.perf_counter()
+        x = sample(model, labels, steps=steps, cfg=cfg, seed=seed, controller=ctl)
+        seconds.append(time.perf_counter() - t0)
+        if images is not None and not torch.equal(images, x):
+            log.warning("%s: repeated runs differ", method.name)
+        images = x
+        if ctl is not None:
+            summary = ctl.recorder.summary()
+            bc, bt = count_branches(model, ctl)
+        else:
+            n = steps * (2 if cfg != 1.0 else 1)
+            summary = {"evaluations": n, "computed": n, "estimated_speedup": 1.0}
+            bc = bt = steps * len(model.blocks) * 2
+        summary["branches_computed"], summary["branches_total"] = bc, bt
+    return MethodResult(method.name, images, seconds, summary)
+
+
+def evaluate(results: list[MethodResult], labels: torch.Tensor, clf: DigitClassifier | None) -> None:
+    base = results[0]
+    t_base = statistics.median(base.seconds)
+    for r in results:
+        r.speedup = t_base / statistics.median(r.seconds)
+        r.psnr = psnr(r.images, base.images)
+        r.ssim = ssim(r.images, base.images)
+        r.accuracy = clf.accuracy(r.images, labels) if clf is not None else float("nan")
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'method':<24} {'evals':>9} {'branches':>11} {'est.':>6} {'speed-up':>8} {'PSNR dB':>8} "
+            f"{'SSIM':>6} {'acc':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ev = f"{r['computed']}/{r['evaluations']}"
+        br = f"{r['branches_computed']}/{r['branches_total']}"
+        ps = "inf" if math.isinf(r["psnr"]) else f"{r['psnr']:.1f}"
+        est = r.get("estimated_speedup") or 1.0
+        lines.append(f"{r['method']:<24} {ev:>9} {br:>11} {est:>5.2f}x {r['speedup']:>7.2f}x {ps:>8} "
+                     f"{r['ssim']:>6.3f} {r['accuracy']:>5.2f}")
+    return "\n".join(lines)
+
+
+# -- pictures (PIL only) -----------------------------------------------------------------------
+def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    return ((img.detach().float().clamp(-1, 1).cpu().numpy() + 1) * 127.5).round().astype(np.uint8)
+
+
+def image_grid(images: torch.Tensor, cols: int, scale: int = 4, pad: int = 1):
+    from PIL import Image
+    n, _, h, w = images.shape
+    rows = math.ceil(n / cols)
+    canvas = Image.new("L", (cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad), 255)
+    for k in range(n):
+        tile = Image.fromarray(_to_uint8(images[k, 0])).resize((w * scale, h * scale), Image.NEAREST)
+        canvas.paste(tile, (pad + (k % cols) * (w * scale + pad), pad + (k // cols) * (h * scale + pad)))
+    return canvas
+
+
+def save_grids(results: list[MethodResult], labels: torch.Tensor, path: Path, per_class: int) -> None:
+    """One grid per method side by side: rows are classes 0-9, columns the samples of that class."""
+    from PIL import Image, ImageDraw
+    grids = []
+    for r in results:
+        order = torch.argsort(labels, stable=True)
+        grids.append(image_grid(r.images[order], cols=per_class))
+    gw, gh = grids[0].size
+    gw_img, gw = gw, max(gw, 150)
+    label_h = 28
+    cols = min(len(grids), 4)
+    rows = math.ceil(len(grids) / cols)
+    canvas = Image.new("RGB", (cols * (gw + 12) + 12, rows * (gh + label_h + 8) + 8), "white")
+    d = ImageDraw.Draw(canvas)
+    for k, (r, g) in enumerate(zip(results, grids)):
+        x0 = 12 + (k % cols) * (gw + 12)
+        y0 = 8 + (k // cols) * (gh + label_h + 8)
+        d.text((x0, y0), r.name[:28], fill="black")
+        ps = "ref" if math.isinf(r.psnr) else f"{r.psnr:.1f}dB"
+        d.text((x0, y0 + 12), f"{r.speedup:.2f}x {ps}", fill=(60, 60, 60))
+        canvas.paste(g.convert("RGB"), (x0 + (gw - gw_img) // 2, y0 + label_h))
+    canvas.save(path)
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
+                 xlabel: str = "measured speed-up (x)", ylabel: str = "PSNR vs uncached (dB)",
+                 lines: bool = True, size=(760, 480)) -> None:
+    """A small PIL line/scatter plot: ``series`` maps a name to (x, y) points (inf y is drawn at the top)."""
+    from PIL import Image, ImageDraw
+    W, H = size
+    ml, mr, mt, mb = 56, 190, 30, 44
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    pts = [(x, y) for s in series.values() for x, y in s if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        pts = [(1.0, 0.0), (2.0, 1.0)]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x_lo, x_hi = min(1.0, min(xs)), max(xs) * 1.05
+    y_lo, y_hi = min(ys), max(ys)
+    pad = 0.08 * max(1e-6, y_hi - y_lo)
+    y_lo, y_hi = y_lo - pad, y_hi + 2 * pad
+    if x_hi <= x_lo:
+        x_hi = x_lo + 1
+    sx = lambda v: ml + (W - ml - mr) * (v - x_lo) / (x_hi - x_lo)  # noqa: E731
+    sy = lambda v: H - mb - (H - mt - mb) * ((min(v, y_hi) if math.isfinite(v) else y_hi) - y_lo) / (y_hi - y_lo)  # noqa: E731
+    d.rectangle([ml, mt, W - mr, H - mb], outline="black")
+    for k in range(6):
+        xv = x_lo + (x_hi - x_lo) * k / 5
+        yv = y_lo + (y_hi - y_lo) * k / 5
+        d.line([(sx(xv), H - mb), (sx(xv), H - mb + 4)], fill="black")
+        d.text((sx(xv) - 10, H - mb + 6), f"{xv:.2f}", fill="black")
+        d.line([(ml - 4, sy(yv)), (ml, sy(yv))], fill="black")
+        d.text((4, sy(yv) - 5), f"{yv:.1f}", fill="black")
+    d.text((ml, 8), title, fill="black")
+    d.text(((W - mr) // 2 - 40, H - 16), xlabel, fill="black")
+    d.text((ml + 4, mt + 4), ylabel, fill=(90, 90, 90))
+    for k, (name, s) in enumerate(series.items()):
+        col = PALETTE[k % len(PALETTE)]
+        p = sorted((sx(x), sy(y)) for x, y in s if math.isfinite(x))
+        if lines and len(p) > 1:
+            d.line(p, fill=col, width=2)
+        for px, py in p:
+            d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=col)
+        ly = mt + 14 * k
+        d.rectangle([W - mr + 10, ly + 2, W - mr + 20, ly + 10], fill=col)
+        d.text((W - mr + 24, ly), name[:26], fill="black")
+    img.save(path)
+
+
+# -- main ------------------------------------------------------------------------------------
+def build_methods(model: ReferenceDiT, args, schedule) -> list[Method]:
+    methods = [Method("no cache")]
+    for t in args.thresholds:
+        methods.append(Method(f"TeaCache {args.coefficients} {t:g}",
+                              TeaCacheConfig(rel_l1_thresh=t, coefficients=args.coefficients)))
+    methods.append(Method(f"L2C lam={args.lam:g}", l2c=schedule))
+    methods.append(Method(f"TeaCache {args.combo_threshold:g} + L2C",
+                          TeaCacheConfig(rel_l1_thresh=args.combo_threshold, coefficients=args.coefficients),
+                          l2c=schedule))
+    return methods
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cache_core.demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("out"))
+    ap.add_argument("--weights", type=Path, default=WEIGHTS)
+    ap.add_argument("--per-class", type=int, default=5, help="samples per digit class")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per method (median)")
+    ap.add_argument("--coefficients", default="raw", help="TeaCache coefficient profile (default: raw)")
+    ap.add_argument("--thresholds", type=float, nargs=3, default=[0.1, 0.2, 0.35])
+    ap.add_argument("--combo-threshold", type=float, default=0.1)
+    ap.add_argument("--lam", type=float, default=3e-3, help="L2C sparsity weight")
+    ap.add_argument("--l2c-iterations", type=int, default=360)
+    ap.add_argument("--schedule", type=Path, default=None, help="load an L2C schedule instead of learning one")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("-q", "--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    model = ReferenceDiT.load(args.weights)
+    try:
+        clf = DigitClassifier()
+    except FileNotFoundError as exc:
+        log.warning("%s; accuracy column will be nan", exc)
+        clf = None
+    args.out.mkdir(parents=True, exist_ok=True)
+    labels = torch.arange(model.cfg.classes).repeat_interleave(args.per_class)
+
+    if args.schedule is not None:
+        from .l2c import L2CSchedule
+        schedule = L2CSchedule.load(args.schedule)
+        l2c_info = {"loaded": str(args.schedule), **schedule.summary()}
+        log.info("loaded %s", schedule.describe())
+    else:
+        log.info("learning an L2C schedule (lam=%g, %d router iterations) ...", args.lam, args.l2c_iterations)
+        last = [0.0]
+
+        def progress(i, n):
+            if time.perf_counter() - last[0] > 5 or i == n:
+                last[0] = time.perf_counter()
+                log.info("  router iteration %d/%d", i, n)
+        schedule, l2c_info = learn_l2c_schedule(model, steps=args.steps, cfg=args.cfg, lam=args.lam,
+                                                iterations=args.l2c_iterations, progress=progress)
+        log.info("learned in %.1fs: %s", l2c_info["seconds"], schedule.describe())
+        schedule.save(args.out / "l2c_schedule.safetensors")
+
+    # warm-up run (first calls allocate and pick kernels)
+    sample(model, labels, steps=2, cfg=args.cfg, seed=args.seed)
+    results = []
+    for m in build_methods(model, args, schedule):
+        log.info("sampling: %s (%d x %d images, %d steps, cfg %g)", m.name, args.repeats, len(labels), args.steps,
+                 args.cfg)
+        r = run_method(model, m, labels, args.steps, args.cfg, args.seed, args.repeats)
+        results.append(r)
+        log.info("  %s: computed %s/%s evaluations, median %.3fs", m.name, r.summary.get("computed"),
+                 r.summary.get("evaluations"), statistics.median(r.seconds))
+    evaluate(results, labels, clf)
+    rows = [r.row() for r in results]
+    table = format_table(rows)
+    print(f"\nreference DiT, {len(labels)} samples ({args.per_class} per class), {args.steps} Euler steps, "
+          f"cfg {args.cfg:g}; speed-up = median wall-clock of {args.repeats} runs vs 'no cache' (this process)")
+    print(table)
+    save_grids(results, labels, args.out / "demo_grid.png", args.per_class)
+    series = {r["method"]: [(r["speedup"], r["psnr"])] for r in rows[1:]}
+    tc = [(r["speedup"], r["psnr"]) for r in rows if r["method"].startswith("TeaCache") and "L2C" not in r["method"]]
+    series = {"TeaCache": tc, **{k: v for k, v in series.items() if not k.startswith("TeaCache") or "L2C" in k}}
+    scatter_plot(series, args.out / "demo_fidelity.png", "reference DiT: fidelity vs measured speed-up")
+    (args.out / "demo_results.json").write_text(json.dumps(
+        {"rows": rows, "l2c": l2c_info, "args": {k: str(v) for k, v in vars(args).items()},
+         "threads": torch.get_num_threads(), "total_seconds": time.perf_counter() - t_start}, indent=1, default=str))
+    print(f"\nwrote {args.out / 'demo_grid.png'}, {args.out / 'demo_fidelity.png'}, {args.out / 'demo_results.json'} "
+          f"({time.perf_counter() - t_start:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
