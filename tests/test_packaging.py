@@ -5,6 +5,7 @@ Needs no ComfyUI and no torch."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
@@ -253,3 +254,73 @@ def test_no_eval_exec_or_runtime_install():
         if re.search(r"(subprocess\.\w+|os\.system|os\.popen)\([^\n]*pip", src):
             problems.append(f"{rel}: runs pip")
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- web extension (runs under node.js)
+
+_JS_HARNESS = r"""
+import { app } from "./scripts/app.js";
+await import("./extensions/dit_cache/dit_cache.js");
+const ext = app.exts[0];
+const out = { name: ext.name, count: app.exts.length };
+const calls = [];
+function makeType(name) {
+  function T() {}
+  T.prototype.onExecuted = function (m) { calls.push(name + ":orig"); };
+  T.prototype.onDrawForeground = function () { calls.push(name + ":draw-orig"); };
+  return T;
+}
+const Stats = makeType("stats"), Patch = makeType("patch");
+await ext.beforeRegisterNodeDef(Stats, { name: "DitCache_CacheStats" });
+await ext.beforeRegisterNodeDef(Patch, { name: "DitCache_TeaCachePatch" });
+const patch = new Patch(); Object.assign(patch, { id: 1, type: "DitCache_TeaCachePatch", size: [300, 100],
+  inputs: [{ name: "model", type: "MODEL", link: 10 }], properties: {} });
+const lora = { id: 3, type: "LoraLoaderModelOnly", inputs: [{ name: "model", type: "MODEL", link: 11 }], properties: {} };
+const stats = new Stats(); Object.assign(stats, { id: 2, type: "DitCache_CacheStats", size: [300, 100],
+  inputs: [{ name: "model", type: "MODEL", link: 12 }, { name: "passthrough", type: "*", link: 13 }],
+  properties: {}, widgets: [] });
+stats.addWidget = function (type, name, value) { const w = { type, name, value }; this.widgets.push(w); return w; };
+const nodes = { 1: patch, 2: stats, 3: lora };
+const links = new Map([[11, { origin_id: 1 }], [12, { origin_id: 3 }]]);
+stats.graph = patch.graph = { links, getNodeById: (id) => nodes[id] };
+stats.onExecuted({ text: ["REPORT TEXT"], images: [], dit_cache: [{ computed: 12, evaluations: 30,
+  measured_speedup: 2.3456, estimated_speedup: 2.5 }] });
+const ctx = { save() {}, restore() {}, measureText: (t) => ({ width: t.length * 6 }), beginPath() {},
+  roundRect() {}, rect() {}, fill() {}, fillText(t) { out.drawn = t; } };
+patch.onDrawForeground(ctx);
+out.calls = calls;
+out.report = stats.properties.dit_cache_report;
+out.widget = stats.widgets.map((w) => [w.name, w.value, w.serialize, w.options && w.options.serialize]);
+out.badge = patch.properties.dit_cache_badge;
+// save / load: a fresh node configured from saved properties shows the report again
+const s2 = new Stats(); Object.assign(s2, { properties: { dit_cache_report: "SAVED" }, widgets: [], size: [1, 1] });
+s2.addWidget = stats.addWidget;
+s2.onConfigure && s2.onConfigure({});
+out.restored = s2.widgets.map((w) => w.value);
+console.log(JSON.stringify(out));
+"""
+
+
+def test_web_extension_behaviour(tmp_path):
+    import shutil
+    import subprocess
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node.js not installed")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "extensions" / "dit_cache").mkdir(parents=True)
+    (tmp_path / "package.json").write_text('{"type": "module"}')
+    (tmp_path / "scripts" / "app.js").write_text(
+        "export const app = { exts: [], registerExtension(e) { this.exts.push(e); } };\n")
+    shutil.copy(REPO / "web" / "dit_cache.js", tmp_path / "extensions" / "dit_cache" / "dit_cache.js")
+    (tmp_path / "run.mjs").write_text(_JS_HARNESS)
+    r = subprocess.run([node, "run.mjs"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["name"] == "dit_cache.stats" and out["count"] == 1
+    assert "stats:orig" in out["calls"] and "patch:draw-orig" in out["calls"], "hooks must chain"
+    assert out["report"] == "REPORT TEXT"
+    assert out["widget"] == [["dit_cache_report", "REPORT TEXT", False, False]]
+    assert out["badge"] == "computed 12/30 · 2.35×"
+    assert out["drawn"] == out["badge"]
+    assert out["restored"] == ["SAVED"]

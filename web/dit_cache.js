@@ -54,7 +54,7 @@ export function badgeText(s) {
 function reportWidget(node) {
   let w = node.widgets?.find((x) => x.name === WIDGET_NAME);
   if (w) return w;
-  const ComfyWidgets = window.comfyAPI?.widgets?.ComfyWidgets;
+  const ComfyWidgets = globalThis.comfyAPI?.widgets?.ComfyWidgets;
   if (ComfyWidgets?.STRING) {
     w = ComfyWidgets.STRING(node, WIDGET_NAME, ["STRING", { multiline: true }], app).widget;
     if (w.inputEl) {
