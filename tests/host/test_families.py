@@ -44,6 +44,7 @@ def test_threshold_skips_counted_steps(tiny_models, fam):
         for h in hooks:
             h.remove()
     assert torch.isfinite(out).all()
+    assert not torch.equal(out, tm.sample(tiny, steps=STEPS))  # reuse really replaced computation
     k = 0
     for i, (p, blocks) in enumerate(zip(patched, per_model)):
         s = summary(p)
@@ -87,6 +88,8 @@ def test_l2c_all_compute_identical_and_sparse_counts(tiny_models, fam):
         finally:
             h.remove()
     assert torch.isfinite(out).all()
+    # a reused layer adds its cached residual: never silently a skipped (zero) one
+    assert not torch.equal(out, base)
     reused = int((~sparse).sum())
     per_step = forwards[0] // STEPS  # 1 when cond and uncond are batched, 2 when split (Lumina 2)
     assert sum(counts) == per_step * (STEPS * n - reused), (counts, per_step, STEPS * n - reused)
