@@ -208,7 +208,7 @@ def build_standin(name, dtype):
 
 def _sync():
     if DEV == "cuda":
-        _sync()
+        torch.cuda.synchronize()
 
 
 def time_forward(fwd, mode, repeats) -> list[float]:
