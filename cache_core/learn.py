@@ -42,6 +42,16 @@ def frozen(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+def _pack(t: torch.Tensor):
+    """Saved-for-backward activations are copied: model code adds into tensors in place after
+    using them (Flux's ``x += ...``), which plain autograd refuses. Weights are never copied."""
+    return t if isinstance(t, torch.nn.Parameter) else t.clone()
+
+
+def _unpack(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 class BlockRouter:
     """logits[step, block] (one parameter per cache step, so AdamW never moves a step that is not
     being trained) and their optimiser."""
@@ -127,12 +137,17 @@ class LearningController:
         if not self.active:
             return run(inputs)
         keys = self.hooks.hidden_keys(index)
+        # blocks may add into their inputs in place (Flux single blocks, txt streams, ...): they get
+        # copies, so `inputs` still holds the block input for the residual and the mix
+        fresh_in = dict(inputs)
+        for k in keys:
+            fresh_in[k] = inputs[k].clone()
         if self.mode == "teacher":
-            out = run(inputs)
+            out = run(fresh_in)
             self._new[index] = {k: (out[k] - inputs[k]).detach() for k in keys}
             return out
         prev = self._prev.get(self.key, {}).get(index)
-        out = run(inputs)
+        out = run(fresh_in)
         if prev is None or any(prev[k].shape != inputs[k].shape for k in keys):
             return out
         b = self.beta[index].to(inputs[keys[0]].dtype)
@@ -165,7 +180,8 @@ class LearningController:
                 with torch.enable_grad():
                     for _ in range(int(iterations)):
                         self.beta = r.beta(step)
-                        out = forward()
+                        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+                            out = forward()
                         mse = F.mse_loss(out.float() * loss_scale, target_d.float() * loss_scale)
                         l1 = self.beta.sum()
                         loss = mse + r.lam * l1
