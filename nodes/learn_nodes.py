@@ -346,10 +346,14 @@ def _normalize_weights(module: torch.nn.Module) -> int:
 
 
 def learn_schedule(model, adapter, positive, negative, latent, seed, steps, sampler_name, scheduler, cfg,
-                   lam, theta, iterations, lr=0.1, init_logit=2.0, progress=None):
+                   lam, theta, iterations, lr=0.25, init_logit=2.0, progress=None):
     """Trains a block-level router on the model's real blocks along its full-compute trajectory and
     returns (schedule, router)."""
-    router = BlockRouter(int(steps), adapter.n_blocks, lam=lam, lr=lr, init_logit=init_logit)
+    # the paper's layout: full-compute and cache steps alternate, so a reused block always takes
+    # the residual of the step just before (exactly what it was trained with); the last step always
+    # computes (its output is the sample itself, as TeaCache forces it too)
+    router = BlockRouter(int(steps), adapter.n_blocks, cache_steps=range(1, max(2, int(steps) - 1), 2), lam=lam, lr=lr,
+                         init_logit=init_logit)
     ctl = LearningController(adapter.hooks(), router)
     locs = _Locators(int(steps))
     state = {"normalized": False, "last_step": -1}
