@@ -9,15 +9,10 @@ from . import folders
 class DitCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         from .l2c_node import L2CScheduleLoader
+        from .learn_nodes import extra_nodes
         from .stats_node import CacheStats
         from .teacache_node import TeaCachePatch
-        nodes = [TeaCachePatch, L2CScheduleLoader, CacheStats]
-        try:
-            from .learn_nodes import extra_nodes
-            nodes += extra_nodes()
-        except ImportError:
-            pass
-        return nodes
+        return [TeaCachePatch, L2CScheduleLoader, CacheStats] + extra_nodes()
 
 
 async def comfy_entrypoint() -> DitCacheExtension:

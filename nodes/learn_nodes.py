@@ -164,7 +164,7 @@ def record_pairs(model, adapter, positive, negative, latent, seeds, steps, sampl
     def wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None, **kw):
         topts = transformer_options if transformer_options is not None else {}
         sigma = float(t.flatten()[0])
-        streams = runtime._stream_keys(topts, x.shape[0])
+        streams = runtime.stream_keys(topts, x.shape[0])
         ctl.begin(locs.locate(topts, sigma), streams)
         try:
             out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kw)
@@ -362,7 +362,7 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         topts = transformer_options if transformer_options is not None else {}
         sigma = float(t.flatten()[0])
         info = locs.locate(topts, sigma)
-        streams = runtime._stream_keys(topts, x.shape[0])
+        streams = runtime.stream_keys(topts, x.shape[0])
         key = (tuple(streams), tuple(x.shape))
         with torch.inference_mode(False):
             if not state["normalized"]:

@@ -145,7 +145,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
-    streams = _stream_keys(topts, x.shape[0])
+    streams = stream_keys(topts, x.shape[0])
     ctl = run.controller
     ctl.begin(info, streams)
     try:
@@ -154,7 +154,7 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         ctl.end()
 
 
-def _stream_keys(topts: dict, batch: int) -> list:
+def stream_keys(topts: dict, batch: int) -> list:
     """One key per batch chunk: the cond's uuid when ComfyUI gives it, else cond/uncond."""
     uuids = topts.get("uuids")
     if uuids:
