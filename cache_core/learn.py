@@ -18,28 +18,19 @@ The router is then thresholded (compute where ``sigmoid(logit) > theta``) into a
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Callable, Hashable, Iterator, Sequence
+from typing import Callable, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .l2c.train import frozen as _frozen
 from .l2c.schedule import L2CSchedule, ScheduleError, default_positions
 
 
-@contextlib.contextmanager
-def frozen(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
+def frozen(modules: Sequence[torch.nn.Module]):
     """No weight gradients while training the router (flags restored afterwards)."""
-    params = [p for m in modules for p in m.parameters()]
-    flags = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
+    return _frozen(*modules)
 
 
 def _pack(t: torch.Tensor):

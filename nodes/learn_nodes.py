@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ import comfy.samplers
 import comfy.utils
 from comfy_api.latest import io
 
+from ..cache_core.fileio import atomic_write
 from ..cache_core.calibrate import RecordingController, prediction_error
 from ..cache_core.coefficients import get_profile
 from ..cache_core.learn import BlockRouter, LearningController, frozen
@@ -124,26 +124,6 @@ def model_fingerprint(model, samples: int = 8) -> str:
             t = sd[names[int(i)]]
             h.update(t.detach().flatten()[:4096].to("cpu", torch.float32).numpy().tobytes())
     return h.hexdigest()
-
-
-def atomic_save(path: str, write) -> None:
-    """``write(tmp)`` into a hidden temporary file in the destination folder, then rename it into
-    place: an interrupted run never leaves a partial file under the final name."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _to_image(img: Image.Image) -> torch.Tensor:
@@ -295,7 +275,7 @@ class TeaCacheCalibrate(io.ComfyNode):
         if pub_err is not None:
             doc["published_profile"] = published.name
             doc["published_rmse_on_same_data"] = pub_err["rmse"]
-        atomic_save(path, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(doc, indent=1) + "\n"))
+        atomic_write(path, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(doc, indent=1) + "\n"))
         profile = res.profile(name, source=f"calibrated: {os.path.basename(path)}")
         tc = TeaCacheConfig(rel_l1_thresh=adapter.recommended_threshold, coefficients=profile)
         patched, _ = runtime.patch_model(model, lambda m: adapter, teacache=tc)
@@ -489,7 +469,7 @@ class L2CLearnSchedule(io.ComfyNode):
             if _is_oom(e):
                 raise _oom_message("L2C Learn Schedule", latent, e) from e
             raise
-        atomic_save(path, lambda tmp: sched.save(tmp))
+        atomic_write(path, lambda tmp: sched.save(tmp))
         base = os.path.basename(path)
         patched, _ = runtime.patch_model(model, lambda m: adapter, l2c=sched, l2c_label=base)
         hist = router.history

@@ -16,7 +16,6 @@ def stats_plot(records: list, threshold: float | None, title: str, width: int = 
     """Per step and stream: computed/reused cells, relative L1 and the accumulator against the
     threshold, and layers reused. Returns a ComfyUI IMAGE tensor [1, H, W, 3]."""
     streams = sorted({r.stream for r in records}) or ["-"]
-    n = max(1, len(records))
     row_h = 14
     top = 24
     cells_h = row_h * len(streams)

@@ -9,8 +9,6 @@ belongs to; the family's block patches do the caching itself.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
 import comfy.model_patcher
 import comfy.patcher_extension

@@ -70,10 +70,10 @@ class RouterBatch:
 
 
 @contextlib.contextmanager
-def _frozen(model: Any) -> Iterator[None]:
-    """Turn off grads of the model's own parameters for the duration (restored after), so
+def frozen(*models: Any) -> Iterator[None]:
+    """Turn off grads of the models' own parameters for the duration (restored after), so
     backward only touches router logits and no weight gradients are allocated."""
-    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    params = [p for m in models if hasattr(m, "parameters") for p in m.parameters()]
     flags = [p.requires_grad for p in params]
     try:
         for p in params:
@@ -123,7 +123,7 @@ class RouterTrainer:
         """One optimisation step at cache step `step`."""
         if step not in self.logits:
             raise ScheduleError(f"step {step} is not a cache step {self.cache_steps}")
-        with _frozen(self.model):
+        with frozen(self.model):
             with torch.no_grad():
                 _, cached = self.model.forward_with_mix(batch.x_prev, batch.t_prev, batch.cond,
                                                         None, None)

@@ -158,9 +158,9 @@ def test_atomic_save_leaves_nothing_on_failure():
             raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            ln.atomic_save(path, boom)
+            ln.atomic_write(path, boom)
         assert os.listdir(d) == []
-        ln.atomic_save(path, lambda tmp: open(tmp, "wb").write(b"ok"))
+        ln.atomic_write(path, lambda tmp: open(tmp, "wb").write(b"ok"))
         assert os.listdir(d) == ["s.safetensors"]
 
 
