@@ -1,0 +1,184 @@
+// Browser driver for tests/host/test_browser.py (headless system Chromium via playwright-core).
+//
+//   node driver.mjs config.json
+//
+// config: {url, workflow (litegraph JSON object), searches: [display names], screenshot (path),
+//          chromium (executable), timeout_s, user_data_dir}
+// Prints progress lines on stderr and ONE JSON object (the observations) as the last line of
+// stdout; test_browser.py makes the assertions.  Exits 0 whenever it could report, 2 on a
+// driver failure (the JSON then has "error").
+import { readFileSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const cfg = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const T = (cfg.timeout_s ?? 60) * 1000;
+const t0 = Date.now();
+const log = (...a) => console.error(`[driver ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const out = { searches: {}, console_errors: [], page_errors: [], dit_cache_warnings: [], steps: [] };
+const step = (s) => { out.steps.push(s); log(s); };
+
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--disable-dev-shm-usage", "--no-default-browser-check", "--metrics-recording-only"];
+
+let context;
+try {
+  step("launch");
+  context = await chromium.launchPersistentContext(cfg.user_data_dir, {
+    executablePath: cfg.chromium, headless: true, args: ARGS,
+    viewport: { width: 1600, height: 1000 }, deviceScaleFactor: 1, timeout: 30000,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(T);
+  page.on("pageerror", (e) => out.page_errors.push(String(e?.message ?? e)));
+  page.on("console", (m) => {
+    const t = m.text();
+    if (t.includes("dit_cache")) out.dit_cache_warnings.push(`${m.type()}: ${t}`);
+    if (m.type() === "error") out.console_errors.push(t.slice(0, 300));
+  });
+
+  step("open page");
+  await page.goto(cfg.url, { waitUntil: "domcontentloaded" });
+  await page.waitForFunction(() => {
+    const app = window.comfyAPI?.app?.app ?? window.app;
+    return !!(app?.graph && app?.canvas && window.LiteGraph?.registered_node_types?.DitCache_CacheStats
+      && app.extensions?.some((e) => e.name === "dit_cache.stats"));
+  });
+  out.frontend_version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
+  out.extensions = await page.evaluate(() => (window.comfyAPI?.app?.app ?? window.app).extensions.map((e) => e.name));
+  await page.keyboard.press("Escape"); // any first-run dialog
+
+  // ---- node search: double-click the empty canvas, type the display name, pick the result
+  for (const name of cfg.searches) {
+    step(`search ${name}`);
+    const input = page.locator('input[placeholder^="Search Nodes"]').first();
+    // right after start-up the frontend may still be loading its first workflow and swallow
+    // the double-click: clear the graph and double-click again until the search box opens
+    for (let attempt = 1; ; attempt++) {
+      await page.evaluate(() => { const app = window.app; app.graph.clear(); app.canvas.setDirty(true, true); });
+      const box = await page.locator("#graph-canvas").boundingBox();
+      await page.mouse.dblclick(box.x + box.width / 2, box.y + box.height / 2);
+      try {
+        await input.waitFor({ state: "visible", timeout: 3000 });
+        break;
+      } catch (e) {
+        if (attempt >= 8) throw e;
+        log(`search box did not open (attempt ${attempt}), again`);
+        await page.keyboard.press("Escape");
+      }
+    }
+    await input.click();
+    await page.keyboard.type(name, { delay: 10 }); // as a user types (fill() confused the box)
+    const option = page.locator(`li[role="option"][aria-label="${name}"]`).first();
+    await option.waitFor({ state: "visible" });
+    const labels = await page.locator('li[role="option"][aria-label]').evaluateAll((els) => els.map((e) => e.getAttribute("aria-label")));
+    // Enter picks the highlighted (first) result, which must be our node
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => window.app.graph._nodes.length > 0);
+    await input.waitFor({ state: "hidden" });
+    const types = await page.evaluate(() => window.app.graph._nodes.map((n) => n.type));
+    out.searches[name] = { options: labels, added: types };
+  }
+
+  // ---- load our workflow and queue it
+  step("load workflow");
+  await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, cfg.workflow);
+  out.loaded_nodes = await page.evaluate(() => window.app.graph._nodes.map((n) => ({ id: n.id, type: n.type })));
+  out.api_prompt = await page.evaluate(async () => (await window.app.graphToPrompt()).output);
+
+  step("queue");
+  await page.evaluate(() => {
+    const api = window.comfyAPI?.api?.api ?? window.app.api;
+    window.__ditEvents = [];
+    for (const ev of ["execution_start", "executed", "execution_success", "execution_error", "execution_interrupted"]) {
+      api.addEventListener(ev, (e) => window.__ditEvents.push({ type: ev, detail: JSON.parse(JSON.stringify(e.detail ?? null)) }));
+    }
+  });
+  await page.evaluate(() => window.app.queuePrompt(0, 1));
+  const done = await page.waitForFunction(
+    () => window.__ditEvents.find((e) => ["execution_success", "execution_error", "execution_interrupted"].includes(e.type)),
+    null, { timeout: T, polling: 200 });
+  out.final_event = await done.jsonValue();
+  out.events = await page.evaluate(() => window.__ditEvents.map((e) => e.type));
+  step(`finished: ${out.final_event.type}`);
+
+  if (out.final_event.type === "execution_success") {
+    step("wait for report, chart and badge");
+    // the report lands in properties on onExecuted; the chart is an <img> the frontend loads
+    await page.waitForFunction(() => {
+      const g = window.app.graph;
+      const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
+      const patch = g._nodes.find((n) => n.type === "DitCache_TeaCachePatch");
+      const img = stats?.imgs?.[0];
+      return stats?.properties?.dit_cache_report && patch?.properties?.dit_cache_badge
+        && img && img.complete && img.naturalWidth > 0;
+    }, null, { timeout: 20000, polling: 200 }).catch((e) => { out.wait_error = String(e.message ?? e); });
+
+    await page.evaluate(() => {
+      const app = window.app;
+      const ds = app.canvas.ds;
+      ds.scale = 0.8; ds.offset = [10, 60];
+      app.canvas.setDirty(true, true);
+      app.canvas.draw(true, true);
+    });
+    await page.waitForTimeout(300); // let one animation frame paint the canvas and DOM widgets
+
+    out.ui = await page.evaluate(() => {
+      const app = window.app;
+      const g = app.graph;
+      const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
+      const patch = g._nodes.find((n) => n.type === "DitCache_TeaCachePatch");
+      const w = stats?.widgets?.find((x) => x.name === "dit_cache_report");
+      const el = w?.inputEl ?? w?.element;
+      const rect = el?.getBoundingClientRect?.();
+      const img = stats?.imgs?.[0];
+      // sample the badge's pixels on the canvas: a green rounded box above the title bar
+      let badge_pixels = null;
+      try {
+        const text = patch.properties.dit_cache_badge;
+        const titleH = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+        const c = app.canvas.canvas;
+        const ctx2 = c.getContext("2d");
+        ctx2.save(); ctx2.font = "11px sans-serif";
+        const bw = ctx2.measureText(text).width + 12; ctx2.restore();
+        const lx = patch.pos[0] + patch.size[0] - 4 - bw / 2, ly = patch.pos[1] - titleH - 4 - 8;
+        const [cx, cy] = app.canvas.ds.convertOffsetToCanvas([lx, ly]);
+        const sx = c.width / c.clientWidth;
+        let green = 0, total = 0;
+        const d = ctx2.getImageData(Math.round(cx * sx) - 20, Math.round(cy * sx) - 3, 40, 6).data;
+        for (let i = 0; i < d.length; i += 4) {
+          total++;
+          if (d[i + 1] > d[i] + 40 && d[i + 1] > d[i + 2] + 25) green++;
+        }
+        badge_pixels = { green, total, at: [cx, cy] };
+      } catch (e) { badge_pixels = { error: String(e) }; }
+      return {
+        report: stats?.properties?.dit_cache_report ?? null,
+        widget_value: w?.value ?? null,
+        widget_dom: el ? { tag: el.tagName, value: el.value ?? null, visible: !!(rect && rect.width > 0 && rect.height > 0 && el.isConnected) } : null,
+        image: img ? { src: img.src, width: img.naturalWidth, height: img.naturalHeight } : null,
+        node_outputs: window.app.nodeOutputs?.[String(stats?.id)] ?? null,
+        badge: patch?.properties?.dit_cache_badge ?? null,
+        badge_pixels,
+        serialized_stats_properties: stats?.serialize?.().properties ?? null,
+      };
+    });
+  }
+  step("screenshot");
+  await page.screenshot({ path: cfg.screenshot });
+  out.screenshot = cfg.screenshot;
+  out.elapsed_s = (Date.now() - t0) / 1000;
+  console.log(JSON.stringify(out));
+  await context.close();
+  process.exit(0);
+} catch (e) {
+  out.error = String(e?.stack ?? e);
+  out.elapsed_s = (Date.now() - t0) / 1000;
+  try {
+    const page = context?.pages()[0];
+    if (page && cfg.screenshot) { await page.screenshot({ path: cfg.screenshot, timeout: 5000 }); out.screenshot = cfg.screenshot; }
+  } catch {}
+  console.log(JSON.stringify(out));
+  try { await context?.close(); } catch {}
+  process.exit(2);
+}

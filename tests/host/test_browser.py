@@ -1,0 +1,195 @@
+"""The pack in a real browser: ComfyUI's own frontend (the ``comfyui-frontend-package`` wheel)
+served by ``main.py --cpu`` and driven by headless Chromium through playwright-core.
+
+The server is ``test_server.py``'s fixture (temporary base directory, this pack symlinked into
+a temporary ``custom_nodes``, a tiny random-weight SD3 model for ``UNETLoader`` and the
+TEST-ONLY ``DitCacheTest_Conditioning`` node).  ``tests/host/browser/driver.mjs`` then:
+
+1. opens the page and waits for the frontend, our node definitions and our extension;
+2. for "TeaCache Patch", "L2C Schedule Loader" and "Cache Stats": double-clicks the empty
+   canvas, types the display name in the node search box, checks the result is listed, and
+   picks it (the node added must be ours);
+3. loads a workflow built like ``workflows/*.json`` (``make_workflows.Graph`` fed with this
+   server's ``/object_info``): UNETLoader -> TeaCache Patch -> KSampler -> Cache Stats, with
+   the test conditioning node, through ``app.loadGraphData``;
+4. queues it (``app.queuePrompt``), waits for ``execution_success`` on the API socket, then for
+   Cache Stats' report (``node.properties.dit_cache_report``, its text box) and chart image,
+   and the badge on TeaCache Patch (``node.properties.dit_cache_badge``, drawn on the canvas);
+5. saves a screenshot: ``$DITCACHE_ARTIFACTS/browser.png`` or ``<tmp>/browser.png``.
+
+Skips (never installs anything) when ComfyUI, the frontend wheel, Chromium, node or
+``tests/host/browser/node_modules/playwright-core`` is missing.  One-time setup::
+
+    apt-get install -y chromium          # or set DITCACHE_CHROMIUM=/path/to/chrome
+    (cd tests/host/browser && npm ci)
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_server import MODEL_FILE, _get, server  # noqa: F401  (``server`` is the fixture)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+DRIVER_DIR = HERE / "browser"
+DRIVER = DRIVER_DIR / "driver.mjs"
+BROWSER_TIMEOUT = float(os.environ.get("DITCACHE_BROWSER_S", "90"))
+SEARCHES = ["TeaCache Patch", "L2C Schedule Loader", "Cache Stats"]
+SEARCH_TYPES = {"TeaCache Patch": "DitCache_TeaCachePatch", "L2C Schedule Loader": "DitCache_L2CScheduleLoader",
+                "Cache Stats": "DitCache_CacheStats"}
+STEPS = 8
+
+
+def _chromium():
+    env = os.environ.get("DITCACHE_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    """(node, chromium) or skip with the reason; checked before ComfyUI is started."""
+    try:
+        import comfyui_frontend_package  # noqa: F401
+    except ImportError:
+        pytest.skip("comfyui-frontend-package is not installed (ComfyUI's frontend wheel)")
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node.js not found (needed to run tests/host/browser/driver.mjs)")
+    if not (DRIVER_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("playwright-core not installed: run `npm ci` in tests/host/browser")
+    chrome = _chromium()
+    if chrome is None:
+        pytest.skip("Chromium not found: `apt-get install chromium` or set DITCACHE_CHROMIUM")
+    return node, chrome
+
+
+def _make_workflows():
+    spec = importlib.util.spec_from_file_location("dit_cache_make_workflows", REPO / "workflows" / "make_workflows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _workflow(server) -> dict:
+    """UNETLoader -> TeaCache Patch -> KSampler -> Cache Stats, built like workflows/*.json from
+    this server's /object_info (so widget orders are the live ones)."""
+    mw = _make_workflows()
+    infos = _get(server["url"] + "/object_info", timeout=60)
+    g = mw.Graph(infos, "browser_test")
+    unet = g.add("UNETLoader", unet_name=MODEL_FILE, weight_dtype="default")
+    patch = mw.teacache(g, unet)
+    pos = g.add("DitCacheTest_Conditioning", context_dim=server["ctx"], tokens=8, pooled_dim=server["pooled"], seed=1)
+    neg = g.add("DitCacheTest_Conditioning", context_dim=server["ctx"], tokens=8, pooled_dim=server["pooled"], seed=2)
+    lat = g.add("EmptySD3LatentImage", width=64, height=64, batch_size=1)
+    ks = mw.ksampler(g, patch, pos.out(0), neg.out(0), lat.out(0), steps=STEPS, cfg=2.0, seed=0)
+    g.add("DitCache_CacheStats", model=patch.out(0), passthrough=ks.out(0))
+    wf = g.to_json()
+    # a compact layout that fits the screenshot: inputs on the left, Cache Stats on the right
+    pos_by_type = {"UNETLoader": [20, 20], "DitCache_TeaCachePatch": [20, 200], "DitCacheTest_Conditioning": [380, 20],
+                   "EmptySD3LatentImage": [380, 420], "KSampler": [740, 20], "DitCache_CacheStats": [1100, 20]}
+    seen = {}
+    for n in wf["nodes"]:
+        x, y = pos_by_type[n["type"]]
+        k = seen[n["type"]] = seen.get(n["type"], -1) + 1
+        n["pos"] = [x, y + 200 * k]
+        if n["type"] == "DitCacheTest_Conditioning":
+            # the frontend gives any INT input named "seed" a control_after_generate widget
+            # (its value follows the seed's in widgets_values); keep the seeds fixed
+            n["widgets_values"].append("fixed")
+        if n["type"] == "DitCache_CacheStats":
+            n["size"] = [560, 640]  # room for the report and the chart in the screenshot
+    return wf
+
+
+def _artifact_path(tmp_path) -> Path:
+    d = os.environ.get("DITCACHE_ARTIFACTS")
+    if d:
+        Path(d).mkdir(parents=True, exist_ok=True)
+        return Path(d) / "browser.png"
+    return tmp_path / "browser.png"
+
+
+def test_nodes_in_the_browser(browser_tools, server, tmp_path):
+    node, chrome = browser_tools
+    # a new user would get the template browser on top of the canvas
+    settings = server["base"] / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.exists():
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+
+    shot = _artifact_path(tmp_path)
+    cfg = {"url": server["url"], "workflow": _workflow(server), "searches": SEARCHES, "screenshot": str(shot),
+           "chromium": chrome, "timeout_s": BROWSER_TIMEOUT, "user_data_dir": str(tmp_path / "chromium-profile")}
+    cfg_path = tmp_path / "driver.json"
+    cfg_path.write_text(json.dumps(cfg))
+    try:
+        proc = subprocess.run([node, str(DRIVER), str(cfg_path)], cwd=str(DRIVER_DIR), capture_output=True,
+                              text=True, timeout=BROWSER_TIMEOUT + 60)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"browser driver timed out:\n{e.stderr}\n{server['log']()}")
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"driver gave no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    res = json.loads(lines[-1])
+    if shot.is_file():
+        print(f"browser screenshot: {shot}")
+    ctx = f"\ndriver log:\n{proc.stderr[-4000:]}\nserver log:\n{server['log']()}"
+    assert "error" not in res, res["error"] + ctx
+    assert "dit_cache.stats" in res["extensions"], res["extensions"]
+
+    # the node search finds each node by its display name, and picking it adds our node
+    for name in SEARCHES:
+        found = res["searches"][name]
+        assert name in found["options"], (name, found)
+        assert found["added"] == [SEARCH_TYPES[name]], (name, found)
+
+    # the loaded workflow becomes the prompt we meant (widget orders line up)
+    prompt = res["api_prompt"]
+    by_type = {v["class_type"]: v["inputs"] for v in prompt.values()}
+    assert by_type["UNETLoader"]["unet_name"] == MODEL_FILE
+    assert by_type["KSampler"]["steps"] == STEPS
+    assert by_type["DitCache_TeaCachePatch"]["coefficients"] == "auto"
+    assert "dit_cache_report" not in by_type["DitCache_CacheStats"]  # the text box is not an input
+    seeds = sorted(v["inputs"]["seed"] for v in prompt.values() if v["class_type"] == "DitCacheTest_Conditioning")
+    assert seeds == [1, 2], seeds
+
+    assert res["final_event"]["type"] == "execution_success", json.dumps(res["final_event"])[:4000] + ctx
+    ui = res["ui"]
+    assert "wait_error" not in res, f"{res['wait_error']}\n{json.dumps(ui)[:3000]}"
+
+    # Cache Stats: the report with real numbers, in its properties and in a visible text box
+    report = ui["report"]
+    m = re.search(r"computed\s+(\d+)\s*/\s*(\d+)", report)
+    assert m, report
+    computed, total = int(m.group(1)), int(m.group(2))
+    assert 0 < computed <= total and total > 0, report
+    assert ui["widget_value"] == report
+    assert ui["widget_dom"] and ui["widget_dom"]["visible"] and ui["widget_dom"]["value"] == report, ui["widget_dom"]
+    assert ui["serialized_stats_properties"].get("dit_cache_report") == report  # saved with the workflow
+
+    # ... and its chart: an image ComfyUI fetched from /view and decoded
+    assert ui["image"] and ui["image"]["width"] > 0 and ui["image"]["height"] > 0, ui["image"]
+    assert "/view?" in ui["image"]["src"] and ".png" in ui["image"]["src"], ui["image"]
+
+    # TeaCache Patch: the badge, with the same numbers, stored and drawn on the canvas
+    badge = ui["badge"]
+    assert badge and badge.startswith(f"computed {computed}/{total}"), (badge, report)
+    px = ui["badge_pixels"]
+    assert px.get("total") and px["green"] > px["total"] // 3, px
+
+    assert not [w for w in res["dit_cache_warnings"] if "hook failed" in w], res["dit_cache_warnings"]
+    assert not [e for e in res["page_errors"] if "dit_cache" in e], res["page_errors"]
+    assert res["elapsed_s"] < BROWSER_TIMEOUT, res["elapsed_s"]
