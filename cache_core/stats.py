@@ -76,7 +76,8 @@ class RunRecorder:
             # full-compute evaluations count at their median, so a slow first (warm-up) evaluation
             # does not read as a slowdown; every other evaluation counts at its measured time
             median_full = sorted(r.wall_s for r in full)[len(full) // 2]
-            cost = median_full * len(full) + sum(r.wall_s for r in recs if r not in full)
+            full_ids = {id(r) for r in full}
+            cost = median_full * len(full) + sum(r.wall_s for r in recs if id(r) not in full_ids)
             if cost > 0:
                 measured = median_full * total / cost
         reasons: dict[str, int] = {}
