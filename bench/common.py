@@ -216,12 +216,17 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     return sorted(front)
 
 
-def interpolate_at(points: Sequence[tuple[float, float]], x: float) -> float | None:
-    """Fidelity at speed-up ``x`` by linear interpolation on the Pareto frontier (None outside it)."""
+def interpolate_at(points: Sequence[tuple[float, float]], x: float) -> tuple[float, str] | None:
+    """Fidelity at speed-up ``x`` by linear interpolation on the Pareto frontier of the measured
+    points, as (value, qualifier). Below the frontier's smallest speed-up the value is that of its
+    first point with qualifier ">=" (a method that is faster at that fidelity is at least that good
+    at x); above its largest speed-up: None."""
     f = pareto(points)
-    if not f or x < f[0][0] - 1e-9 or x > f[-1][0] + 1e-9:
+    if not f or x > f[-1][0] + 1e-9:
         return None
+    if x < f[0][0] - 1e-9:
+        return f[0][1], ">="
     for (x0, y0), (x1, y1) in zip(f, f[1:]):
         if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return f[0][1] if abs(x - f[0][0]) < 1e-9 else f[-1][1]
+            return (y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)), ""
+    return (f[0][1] if abs(x - f[0][0]) < 1e-9 else f[-1][1]), ""
