@@ -45,6 +45,9 @@ def _is_host_item(item) -> bool:
 
 
 def pytest_configure(config):
+    # pytest_configure is replayed for a conftest found during collection (a plain `pytest` run
+    # loads this file late, after pytest_sessionstart has already fired), so keep the config here
+    _CONFIG["config"] = config
     config.addinivalue_line("markers", "host: needs a ComfyUI checkout")
     config.stash[_HOST_NODEIDS_KEY] = set()
     config.stash[_RESULTS_KEY] = {}
