@@ -223,9 +223,9 @@ def main(argv=None) -> int:
         lam = 3e-3 if 3e-3 in schedules else sorted(schedules)[len(schedules) // 2]
         s = schedules[lam]
         combo_ts = [0.06, 0.15] if args.quick else [0.06, 0.1, 0.15, 0.2, 0.3]
-        for fresh, tag in ((False, "plain controller"), (True, "fresh-cache guard")):
+        for fresh, tag in ((False, "plain"), (True, "fresh guard")):
             for t in combo_ts:
-                R.run(f"TeaCache raw + L2C {lam:g} ({tag})", f"TeaCache raw {t:g} + L2C {lam:g} {tag}",
+                R.run(f"TC raw + L2C {lam:g} ({tag})", f"TeaCache raw {t:g} + L2C {lam:g} {tag}",
                       lambda t=t, s=s, fresh=fresh: make_combo_controller(
                           model, TeaCacheConfig(t, coefficients="raw"), s, fresh=fresh), param=t)
         for t in ([0.1] if args.quick else [0.1, 0.2]):
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
                 s2, info = get_schedule(model, lam2, args.steps, args.cfg, args.l2c_iterations, args.relearn,
                                         teacache=tc)
                 meta.setdefault("l2c_under_teacache", {})[f"raw{t:g}_lam{lam2:g}"] = info
-                R.run("TeaCache raw + L2C learned under it", f"TeaCache raw {t:g} + L2C {lam2:g} (learned under it)",
+                R.run("TC raw + L2C (learned under TC)", f"TeaCache raw {t:g} + L2C {lam2:g} (learned under it)",
                       lambda tc=tc, s2=s2: make_controller(model, teacache=tc, l2c=s2), param=(t, lam2))
     # baselines
     for n in ([17, 10] if args.quick else [20, 17, 14, 12, 10, 8, 6]):

@@ -24,8 +24,7 @@ import time
 
 import torch
 
-from bench.common import (RESULTS, StackSkipController, UniformSkip, environment, log, median, setup, timed,
-                          write_json)
+from bench.common import RESULTS, StackSkipController, UniformSkip, environment, log, median, setup, write_json
 from cache_core.demo import scatter_plot
 from cache_core.reference_dit import ReferenceConfig, ReferenceDiT
 from cache_core.reference_sampling import sample
@@ -35,17 +34,26 @@ def measure(model, batch: int, steps: int, repeats: int, cfg: float = 3.0) -> di
     labels = torch.arange(batch) % 10
     L = len(model.blocks)
     sample(model, labels, steps=2, cfg=cfg, seed=0)  # warm-up
-    _, base = timed(lambda: sample(model, labels, steps=steps, cfg=cfg, seed=0), repeats)
+    ctl_box: dict = {}
+
+    def skip_run(k):
+        ctl_box[k] = StackSkipController(L, UniformSkip(compute_every=k))
+        return sample(model, labels, steps=steps, cfg=cfg, seed=0, controller=ctl_box[k])
+    times: dict = {"base": [], 2: [], 3: []}
+    for _ in range(repeats):  # interleaved: a shared machine's speed drifts
+        for key in times:
+            t0 = time.perf_counter()
+            if key == "base":
+                sample(model, labels, steps=steps, cfg=cfg, seed=0)
+            else:
+                skip_run(key)
+            times[key].append(time.perf_counter() - t0)
+    base = times["base"]
     row = {"batch": batch, "steps": steps, "tokens": model.tokens, "image_size": model.cfg.image_size,
            "uncached_s": median(base), "s_per_step": median(base) / steps, "schedules": {}}
     for k in (2, 3):
-        ctl_box = {}
-
-        def go(k=k):
-            ctl_box["c"] = StackSkipController(L, UniformSkip(compute_every=k))
-            return sample(model, labels, steps=steps, cfg=cfg, seed=0, controller=ctl_box["c"])
-        _, secs = timed(go, repeats)
-        reused = len({r.step for r in ctl_box["c"].recorder.records if r.decision == "reuse"})
+        secs = times[k]
+        reused = len({r.step for r in ctl_box[k].recorder.records if r.decision == "reuse"})
         share = reused / steps
         bound = 1 / (1 - share)
         sp = median(base) / median(secs)
