@@ -72,7 +72,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--report", action="store_true", help="only redraw the plot and table from scaling.json")
     args = ap.parse_args(argv)
+    if args.report:
+        import json
+        report(json.loads((RESULTS / "scaling.json").read_text()))
+        return 0
     setup(args.threads)
     t0 = time.perf_counter()
     model = ReferenceDiT.load()
@@ -89,9 +94,15 @@ def main(argv=None) -> int:
         res["resolution"].append(measure(m, 8, 25, args.repeats))
     res["seconds"] = time.perf_counter() - t0
     write_json("scaling.json", res)
+    report(res)
+    return 0
+
+
+def report(res: dict) -> None:
+    import math
     series = {
         "steps (batch 32)": [(r["steps"], r["schedules"]["compute every 2"]["speedup"]) for r in res["steps"]],
-        "batch (log2, 25 steps)": [(max(1.0, float(r["batch"]).bit_length()), r["schedules"]["compute every 2"]["speedup"])
+        "batch (log2 + 1, 25 steps)": [(math.log2(r["batch"]) + 1, r["schedules"]["compute every 2"]["speedup"])
                                    for r in res["batch"]],
         "tokens/16 (batch 8)": [(r["tokens"] / 16, r["schedules"]["compute every 2"]["speedup"]) for r in res["resolution"]],
     }
@@ -103,7 +114,6 @@ def main(argv=None) -> int:
             a, b = r["schedules"]["compute every 2"], r["schedules"]["compute every 3"]
             print(f"{key:<10} b{r['batch']:<4} s{r['steps']:<3} n{r['tokens']:<4} {1e3 * r['s_per_step']:>8.1f}  "
                   f"{a['speedup']:.2f}x ({a['bound']:.2f}x)   {b['speedup']:.2f}x ({b['bound']:.2f}x)")
-    return 0
 
 
 if __name__ == "__main__":
