@@ -151,3 +151,23 @@ def test_reset_drops_every_tensor():
     ctl = make_controller(m, TeaCacheConfig(1000.0, "raw"))
     sample(m, LABELS, steps=5, controller=ctl)  # sample() resets at the end
     assert ctl.cache_bytes() == 0 and len(ctl.tc_states) == 0
+
+
+def test_l2c_caches_are_stale_after_a_teacache_reuse(device):
+    """After TeaCache reused a step, L2C's caches are older than the one step its schedule was
+    learned for: the next computed step recomputes every layer, later steps reuse again."""
+    m = model(device)
+    steps = 10
+    comp = torch.ones(steps, CFG.depth, 1, dtype=torch.bool)
+    comp[1:steps - 1, 1::2, 0] = False  # odd layers reuse on every middle step
+    sched = L2CSchedule(comp, ("block",), "reference")
+    # the first half always computes (window), so L2C reuses there; TeaCache reuses later
+    ctl = make_controller(m, TeaCacheConfig(0.1, "raw", start_percent=0.5), l2c=sched)
+    sample(m, LABELS, steps=steps, controller=ctl)
+    recs = [r for r in ctl.recorder.records if r.stream == "cond"]
+    assert any(r.decision == "reuse" for r in recs), "the threshold must make TeaCache reuse"
+    for prev, cur in zip(recs, recs[1:]):
+        if prev.decision == "reuse" and cur.decision == "compute":
+            assert cur.layers_reused == 0, (prev, cur)
+    assert any(p.decision == "compute" and c.decision == "compute" and c.layers_reused > 0
+               for p, c in zip(recs[1:], recs[2:])), "L2C must still reuse between computed steps"
