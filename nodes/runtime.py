@@ -65,7 +65,9 @@ class CacheHolder:
 
     def run_id(self) -> str:
         tc = self.teacache.run_id() if (self.teacache is not None and self.teacache.enabled) else ""
-        l2c = f"L2C({self.l2c_label or 'schedule'})" if self.l2c is not None else ""
+        l2c = ""
+        if self.l2c is not None:  # the file name says which schedule; the id says what it does
+            l2c = self.l2c.run_id().replace("L2C(", f"L2C({self.l2c_label}:", 1) if self.l2c_label else self.l2c.run_id()
         return make_run_id(self.adapter.name, tc, l2c)
 
     def with_settings(self, teacache=..., l2c=..., l2c_label=None) -> "CacheHolder":

@@ -196,6 +196,12 @@ class L2CSchedule:
                 f"({100 * s['removed_cache_steps']:.2f}% removed, "
                 f"{100 * s['removed_all_steps']:.2f}% of all steps)")
 
+    def run_id(self) -> str:
+        """Compact id for run reports, e.g. ``L2C(reference,block,-31%)``."""
+        s = self.summary()
+        thr = f",t{self.threshold:g}" if self.threshold is not None else ""
+        return f"L2C({self.family},{'+'.join(self.branches)}{thr},-{100 * s['removed_all_steps']:.0f}%)"
+
     def __repr__(self) -> str:
         return f"<{self.describe()}>"
 
