@@ -14,8 +14,8 @@ Methods: TeaCache with published-style fixed coefficients (``flux``: FLUX.1-dev'
 ``raw``: identity) and with coefficients calibrated on this model (cache_core.calibrate:
 ``record_reference`` + constrained ``fit_coefficients``, on seeds disjoint from the evaluation
 seeds), L2C schedules learned at several λ (cache_core.l2c.RouterTrainer through
-cache_core.demo.ReferenceRouterAdapter, branch level attn/mlp, alternate cache steps), TeaCache +
-L2C, and baselines: fewer sampling steps, uniform step skipping, a First-Block-Cache-style
+cache_core.learn.ReferenceBranchModel, branch level attn/mlp, alternate cache steps), TeaCache +
+L2C (the plain CacheController: the first step after a TeaCache reuse computes every branch), and baselines: fewer sampling steps, uniform step skipping, a First-Block-Cache-style
 indicator and an EasyCache-style transformation-rate indicator (bench/common.py).
 
 Writes bench/results/fidelity.json, fidelity.md (PSNR at 1.5x / 2x / 3x, interpolated linearly on
@@ -34,7 +34,7 @@ import torch
 
 from bench.common import (RESULTS, EasyCacheRate, StackSkipController, UniformSkip, environment, interpolate_at,
                           log, median, pareto, setup, timed, write_json)
-from cache_core.demo import DigitClassifier, learn_l2c_schedule, make_combo_controller, psnr, scatter_plot, ssim
+from cache_core.demo import DigitClassifier, learn_l2c_schedule, psnr, scatter_plot, ssim, track_branches
 from cache_core.reference_dit import ReferenceDiT
 from cache_core.reference_sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
@@ -51,17 +51,20 @@ def work_done(model, ctl, steps: int) -> float:
         per_step.setdefault(r.step, (r.decision, r.layers_computed))
     done = 0.0
     sched = getattr(ctl, "l2c", None)
+    if sched is not None:  # the branches actually computed (see cache_core.demo.track_branches)
+        return sum(BRANCH_COST[name] for _, name, _ in ctl.branch_calls) / L / steps
     for step, (decision, layers) in per_step.items():
         if decision != "compute":
             if isinstance(ctl, StackSkipController):
                 done += layers / L  # First-Block-Cache computes block 0 on a reuse
             continue
-        if sched is None:
-            done += layers / L if isinstance(ctl, StackSkipController) else 1.0
-        else:
-            row = sched.for_step(step, steps)
-            done += sum(float(row[:, j].float().mean()) * BRANCH_COST[b] for j, b in enumerate(sched.branches))
+        done += layers / L if isinstance(ctl, StackSkipController) else 1.0
     return done / steps
+
+
+def l2c_controller(model, **kw):
+    """make_controller with L2C, logging the branches it computes (for :func:`work_done`)."""
+    return track_branches(make_controller(model, **kw))
 
 
 class Runner:
@@ -218,16 +221,15 @@ def main(argv=None) -> int:
         s, info = get_schedule(model, lam, args.steps, args.cfg, args.l2c_iterations, args.relearn)
         schedules[lam] = s
         meta.setdefault("l2c", {})[f"{lam:g}"] = info
-        R.run("L2C (learned)", f"L2C lam={lam:g}", lambda s=s: make_controller(model, l2c=s), param=lam)
+        R.run("L2C (learned)", f"L2C lam={lam:g}", lambda s=s: l2c_controller(model, l2c=s), param=lam)
     if schedules:
         lam = 3e-3 if 3e-3 in schedules else sorted(schedules)[len(schedules) // 2]
         s = schedules[lam]
         combo_ts = [0.06, 0.15] if args.quick else [0.06, 0.1, 0.15, 0.2, 0.3]
-        for fresh, tag in ((False, "plain"), (True, "fresh guard")):
-            for t in combo_ts:
-                R.run(f"TC raw + L2C {lam:g} ({tag})", f"TeaCache raw {t:g} + L2C {lam:g} {tag}",
-                      lambda t=t, s=s, fresh=fresh: make_combo_controller(
-                          model, TeaCacheConfig(t, coefficients="raw"), s, fresh=fresh), param=t)
+        for t in combo_ts:
+            R.run(f"TC raw + L2C {lam:g}", f"TeaCache raw {t:g} + L2C {lam:g}",
+                  lambda t=t, s=s: l2c_controller(model, teacache=TeaCacheConfig(t, coefficients="raw"), l2c=s),
+                  param=t)
         for t in ([0.1] if args.quick else [0.1, 0.2]):
             tc = TeaCacheConfig(t, coefficients="raw")
             for lam2 in ([1e-3] if args.quick else [1e-3, 3e-3]):
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
                                         teacache=tc)
                 meta.setdefault("l2c_under_teacache", {})[f"raw{t:g}_lam{lam2:g}"] = info
                 R.run("TC raw + L2C (learned under TC)", f"TeaCache raw {t:g} + L2C {lam2:g} (learned under it)",
-                      lambda tc=tc, s2=s2: make_controller(model, teacache=tc, l2c=s2), param=(t, lam2))
+                      lambda tc=tc, s2=s2: l2c_controller(model, teacache=tc, l2c=s2), param=(t, lam2))
     # baselines
     for n in ([17, 10] if args.quick else [20, 17, 14, 12, 10, 8, 6]):
         R.run("fewer steps", f"{n} steps", None, steps=n, param=n)

@@ -8,7 +8,9 @@ computed, the estimated speed-up (total / computed branches), the measured wall-
 (median of ``--repeats`` runs against the median of the last three uncached runs in this process;
 one uncached run is timed next to every method because a shared machine's speed drifts), PSNR and
 SSIM against the uncached samples, and the accuracy of a digits classifier on the samples.
-TeaCache + L2C runs through the plain CacheController (``--fresh-guard``: see FreshCacheL2C). Writes
+TeaCache + L2C runs through the plain CacheController, which treats L2C's cached branch outputs as
+missing on the first step after a TeaCache reuse (that step computes every branch); the branch
+column counts the branches actually computed. Writes
 ``<out>/demo_grid.png`` (one image grid per method), ``<out>/demo_fidelity.png`` (PSNR versus
 speed-up), ``<out>/demo_results.json`` and the learned ``<out>/l2c_schedule.safetensors``.
 
@@ -40,6 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .learn import ReferenceBranchModel
 from .reference_dit import WEIGHTS, Block, ReferenceDiT
 from .reference_sampling import flow_sigmas, make_controller, sample
 from .teacache import TeaCacheConfig
@@ -104,55 +107,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, window: int 
 
 
 # -- L2C on the reference model ---------------------------------------------------------------
-class ReferenceRouterAdapter:
-    """:class:`cache_core.l2c.RouterTrainable` for :class:`ReferenceDiT` with batched CFG.
-
-    ``cond`` is ``(labels, cfg_scale)``; the output is the guided velocity. Branch outputs are
-    taken and mixed through the model's own ``branch_fn`` hook, so the trained schedule is applied
-    at exactly the place :class:`cache_core.stack.CacheController` reuses branches."""
-
-    branches = ("attn", "mlp")
-
-    def __init__(self, model: ReferenceDiT):
-        self.model = model
-        self.n_layers = len(model.blocks)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def forward_with_mix(self, x, t, cond, beta, cached):
-        labels, cfg = cond
-        m = self.model
-        fresh = [[None] * len(self.branches) for _ in range(self.n_layers)]
-        index = {b: j for j, b in enumerate(self.branches)}
-
-        def branch_fn(i, name, fn):
-            j = index[name]
-            out = fn()
-            fresh[i][j] = out
-            if beta is not None:
-                bj = beta[i, j]
-                out = bj * out + (1 - bj) * cached[i][j]
-            return out
-
-        guided = cfg != 1.0
-        xin = torch.cat([x, x]) if guided else x
-        y = torch.cat([labels, torch.full_like(labels, m.null_class)]) if guided else labels
-        tt = torch.as_tensor(t, dtype=x.dtype).expand(xin.shape[0])
-        v = m(xin, tt, y, branch_fn=branch_fn)
-        if guided:
-            vc, vu = v.chunk(2)
-            v = vu + cfg * (vc - vu)
-        return v, fresh
-
-
 @torch.no_grad()
 def trajectory(model: ReferenceDiT, labels: torch.Tensor, steps: int, cfg: float, seed: int) -> list[torch.Tensor]:
     """x at the start of every step of the full-compute Euler run (steps + 1 tensors)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((len(labels), model.cfg.channels, model.cfg.image_size, model.cfg.image_size), generator=g)
     sig = flow_sigmas(steps)
-    ad = ReferenceRouterAdapter(model)
+    ad = ReferenceBranchModel(model)
     xs = [x]
     for i in range(steps):
         v, _ = ad.forward_with_mix(x, sig[i], (labels, cfg), None, None)
@@ -193,7 +154,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
         prev = {b: a for a, b in zip(computed, computed[1:])}
         if not cache_steps:
             raise ValueError(f"TeaCache {teacache.run_id()} computes no middle step to learn a schedule for")
-    trainer = RouterTrainer(ReferenceRouterAdapter(model), steps, family="reference", lam=lam, lr=lr,
+    trainer = RouterTrainer(ReferenceBranchModel(model), steps, family="reference", lam=lam, lr=lr,
                             cache_steps=cache_steps)
 
     def batch(step: int) -> RouterBatch:
@@ -240,76 +201,50 @@ class MethodResult:
                 "estimated_speedup": s.get("estimated_speedup")}
 
 
-class FreshCacheL2C:
-    """An L2C schedule for use together with TeaCache: a step right after one that TeaCache reused
-    computes every branch.
+def track_branches(controller):
+    """Makes ``controller`` log every attention/MLP branch it actually computes in
+    ``controller.branch_calls`` as (step, branch name, streams in the forward). The schedule alone
+    undercounts: the first step after a TeaCache reuse computes every branch (its L2C caches count
+    as missing)."""
+    calls: list[tuple[int, str, int]] = []
+    plain = controller.branch
 
-    L2C reuses a branch output from the last step that computed it, and its router was trained
-    with that step being the previous one. When TeaCache skipped the previous step(s) the stored
-    outputs are older, and reusing them compounds two approximations: on the reference model,
-    TeaCache raw 0.15 with the plain schedule gives 19 dB PSNR against 36 dB for TeaCache alone.
-    This view reads the controller's recorder (bind it with :meth:`bind`) and turns such steps
-    into full computes, which also refreshes the branch cache for the next step."""
+    def branch(index, name, fn):
+        ctx = controller.ctx
 
-    def __init__(self, schedule):
-        self.schedule = schedule
-        self.layers = schedule.layers
-        self.branches = schedule.branches
-        self.recorder = None
+        def run():
+            calls.append((ctx.info.step if ctx is not None else -1, name, len(ctx.streams) if ctx is not None else 1))
+            return fn()
+        return plain(index, name, run)
 
-    def bind(self, controller) -> "FreshCacheL2C":
-        self.recorder = controller.recorder
-        return self
-
-    def run_id(self) -> str:
-        return "L2C(fresh)"
-
-    def for_step(self, step: int, n_steps: int) -> torch.Tensor:
-        row = self.schedule.for_step(step, n_steps)
-        if self.recorder is not None and step > 0:
-            prev = [r for r in self.recorder.records if r.step == step - 1]
-            if prev and all(r.decision == "reuse" for r in prev):
-                return torch.ones_like(row)
-        return row
-
-
-def make_combo_controller(model: ReferenceDiT, teacache: TeaCacheConfig, schedule, fresh: bool = True):
-    """A controller running TeaCache and L2C together (see :class:`FreshCacheL2C`)."""
-    if not fresh:
-        return make_controller(model, teacache=teacache, l2c=schedule)
-    view = FreshCacheL2C(schedule)
-    ctl = make_controller(model, teacache=teacache, l2c=view)
-    view.bind(ctl)
-    return ctl
+    controller.branch = branch
+    controller.branch_calls = calls
+    return controller
 
 
 def count_branches(model: ReferenceDiT, controller) -> tuple[int, int]:
     """(computed, total) attention/MLP branch evaluations of the last run, per evaluation of a
-    stream (a batched CFG forward counts twice, like the evaluation counts)."""
+    stream (a batched CFG forward counts twice, like the evaluation counts). With L2C the
+    controller must have been set up with :func:`track_branches`."""
     nb = len(Block.branches)
     n_layers = len(model.blocks)
-    total = computed = 0
-    for r in controller.recorder.records:
-        total += n_layers * nb
-        if r.decision != "compute":
-            continue
-        if controller.l2c is None:
-            computed += n_layers * nb
-        else:
-            computed += int(controller.l2c.for_step(r.step, controller.recorder.n_steps).sum())
+    total = n_layers * nb * len(controller.recorder.records)
+    if controller.l2c is not None:
+        return sum(n for _, _, n in controller.branch_calls), total
+    computed = sum(n_layers * nb for r in controller.recorder.records if r.decision == "compute")
     return computed, total
 
 
 def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps: int, cfg: float, seed: int,
-               repeats: int, fresh: bool = False) -> MethodResult:
+               repeats: int) -> MethodResult:
     seconds = []
     images = None
     summary: dict = {}
     for _ in range(max(1, repeats)):
-        if method.teacache is not None and method.l2c is not None:
-            ctl = make_combo_controller(model, method.teacache, method.l2c, fresh=fresh)
-        elif method.teacache is not None or method.l2c is not None:
+        if method.teacache is not None or method.l2c is not None:
             ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c)
+            if method.l2c is not None:
+                track_branches(ctl)
         else:
             ctl = None
         t0 = time.perf_counter()
@@ -471,9 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--combo-threshold", type=float, default=0.1)
     ap.add_argument("--lam", type=float, default=3e-3, help="L2C sparsity weight")
     ap.add_argument("--l2c-iterations", type=int, default=240)
-    ap.add_argument("--fresh-guard", action="store_true",
-                    help="TeaCache + L2C: compute every branch on a step right after a TeaCache reuse "
-                         "(cache_core.demo.FreshCacheL2C); default: the plain CacheController")
     ap.add_argument("--schedule", type=Path, default=None, help="load an L2C schedule instead of learning one")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("-q", "--quiet", action="store_true")
@@ -521,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             uncached_times.append(time.perf_counter() - t0)
         log.info("sampling: %s (%d x %d images, %d steps, cfg %g)", m.name, args.repeats, len(labels), args.steps,
                  args.cfg)
-        r = run_method(model, m, labels, args.steps, args.cfg, args.seed, args.repeats, fresh=args.fresh_guard)
+        r = run_method(model, m, labels, args.steps, args.cfg, args.seed, args.repeats)
         if not results:
             uncached_times += r.seconds
         else:

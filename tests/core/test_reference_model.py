@@ -11,7 +11,8 @@ import os
 import pytest
 import torch
 
-from cache_core.demo import CLASSIFIER, DigitClassifier, ReferenceRouterAdapter, psnr, ssim
+from cache_core.demo import CLASSIFIER, DigitClassifier, psnr, ssim
+from cache_core.learn import ReferenceBranchModel
 from cache_core.reference_dit import WEIGHTS, ReferenceDiT
 from cache_core.reference_sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
@@ -77,7 +78,7 @@ def test_positive_threshold_skips_and_stays_finite(model):
 
 
 def test_l2c_adapter_mixing_is_exact_at_the_ends(model):
-    ad = ReferenceRouterAdapter(model)
+    ad = ReferenceBranchModel(model)
     x = torch.randn(4, 1, 8, 8)
     cond = (torch.tensor([1, 2, 3, 4]), 3.0)
     with torch.no_grad():
