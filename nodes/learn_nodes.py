@@ -3,7 +3,6 @@ block-level L2C schedule through ComfyUI's real sampling, save it in the pack's 
 hand back the patched model."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ from ..cache_core.learn import BlockRouter, LearningController, frozen
 from ..cache_core.steps import StepLocator
 from ..cache_core.teacache import TeaCacheConfig
 from . import folders
+from .profiles import model_fingerprint
 from . import runtime
 from .adapters import detect
 
@@ -108,22 +108,6 @@ def _oom_message(what: str, latent: dict, exc: BaseException) -> RuntimeError:
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, comfy.model_management.OOM_EXCEPTION) and "out of memory" in str(exc).lower() \
         or isinstance(exc, MemoryError) or "CUDA out of memory" in str(exc)
-
-
-def model_fingerprint(model, samples: int = 8) -> str:
-    """sha256 over every weight's name, shape and dtype plus the leading values of a few evenly
-    spaced tensors: cheap even for a 12B model, and different for different checkpoints."""
-    sd = model.model.diffusion_model.state_dict()
-    h = hashlib.sha256()
-    names = sorted(sd)
-    for k in names:
-        t = sd[k]
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
-    if names:
-        for i in np.linspace(0, len(names) - 1, min(samples, len(names))).astype(int):
-            t = sd[names[int(i)]]
-            h.update(t.detach().flatten()[:4096].to("cpu", torch.float32).numpy().tobytes())
-    return h.hexdigest()
 
 
 def _to_image(img: Image.Image) -> torch.Tensor:

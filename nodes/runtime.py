@@ -8,6 +8,7 @@ belongs to; the family's block patches do the caching itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import comfy.model_patcher
@@ -30,12 +31,12 @@ class CacheRun:
     def __init__(self, holder: "CacheHolder", sigmas):
         self.holder = holder
         self.locator = StepLocator([float(s) for s in sigmas])
-        rec = RunRecorder(run_id=holder.run_id(),
-                          threshold=holder.teacache.rel_l1_thresh if holder.teacache is not None else None)
+        teacache = holder.teacache_for(self.locator.n_steps)
+        rec = RunRecorder(run_id=holder.run_id(teacache),
+                          threshold=teacache.rel_l1_thresh if teacache is not None else None)
         rec.start(self.locator.n_steps)
         self.recorder = rec
-        self.controller = CacheController(holder.hooks, teacache=holder.teacache, l2c=holder.l2c,
-                                          recorder=rec)
+        self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec)
 
 
 class CacheHolder:
@@ -51,6 +52,7 @@ class CacheHolder:
         self.last_summary: dict | None = None
         self.last_report: str | None = None
         self.last_records: list | None = None
+        self.calibrated: list = []  # (steps, profile) calibrated on this model, for coefficients=auto
         self.runs_finished = 0
         self._active: CacheRun | None = None
 
@@ -63,12 +65,21 @@ class CacheHolder:
     def __copy__(self):
         return self
 
-    def run_id(self) -> str:
-        tc = self.teacache.run_id() if (self.teacache is not None and self.teacache.enabled) else ""
+    def run_id(self, teacache=None) -> str:
+        teacache = teacache if teacache is not None else self.teacache
+        tc = teacache.run_id() if (teacache is not None and teacache.enabled) else ""
         l2c = ""
         if self.l2c is not None:  # the file name says which schedule; the id says what it does
             l2c = self.l2c.run_id().replace("L2C(", f"L2C({self.l2c_label}:", 1) if self.l2c_label else self.l2c.run_id()
         return make_run_id(self.adapter.name, tc, l2c)
+
+    def teacache_for(self, n_steps: int):
+        """The TeaCache settings of a run: with ``auto`` coefficients and profiles calibrated on
+        this model, the one calibrated for the nearest step count."""
+        if self.teacache is None or not self.calibrated:
+            return self.teacache
+        best = min(self.calibrated, key=lambda c: (abs(c[0] - n_steps), c[1].name))[1]
+        return dataclasses.replace(self.teacache, coefficients=best)
 
     def with_settings(self, teacache=..., l2c=..., l2c_label=None) -> "CacheHolder":
         """A new holder sharing this one's adapter, for combining TeaCache and L2C nodes."""
@@ -76,6 +87,7 @@ class CacheHolder:
                         self.teacache if teacache is ... else teacache,
                         self.l2c if l2c is ... else l2c,
                         self.l2c_label if l2c_label is None else l2c_label)
+        h.calibrated = self.calibrated if teacache is ... else []
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------

@@ -67,9 +67,10 @@ class TeaCachePatch(io.ComfyNode):
                 max_consecutive_skips) -> io.NodeOutput:
         adapter = detect(model)  # raises with the supported list before anything is changed
         thresh = resolve_threshold(rel_l1_thresh, adapter)
-        profile = profiles.resolve_profile(coefficients, adapter)
+        profile, candidates = profiles.resolve_profile(coefficients, adapter, model)
         cfg = TeaCacheConfig(rel_l1_thresh=thresh, coefficients=profile, start_percent=start_percent,
                              end_percent=end_percent, max_consecutive_skips=int(max_consecutive_skips),
                              cache_device=cache_device)
-        patched, _ = patch_model(model, lambda m: adapter, teacache=cfg)
+        patched, holder = patch_model(model, lambda m: adapter, teacache=cfg)
+        holder.calibrated = candidates  # a run picks the one calibrated nearest its step count
         return io.NodeOutput(patched)

@@ -124,3 +124,55 @@ def test_bad_l2c_threshold(flux):
         for t in (float("nan"), -0.1, 1.5):
             with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
                 l2c(flux.patcher, "s.safetensors", t)
+
+
+def _profile_folder():
+    import contextlib
+    import tempfile
+    import folder_paths
+
+    @contextlib.contextmanager
+    def cm():
+        folders = sub("nodes.folders")
+        folders.register()
+        with tempfile.TemporaryDirectory() as d:
+            old = folder_paths.folder_names_and_paths[folders.PROFILES]
+            folder_paths.folder_names_and_paths[folders.PROFILES] = ([d], old[1])
+            try:
+                yield d
+            finally:
+                folder_paths.folder_names_and_paths[folders.PROFILES] = old
+    return cm()
+
+
+def _write_profile(d, name, **doc):
+    import json
+    with open(os.path.join(d, name), "w") as f:
+        json.dump(doc, f)
+
+
+def test_auto_prefers_profile_calibrated_on_this_model_for_the_nearest_step_count(flux):
+    import tiny_models as tm
+    prof = sub("nodes.profiles")
+    fp = prof.model_fingerprint(flux.patcher)
+    with _profile_folder() as d:
+        base = dict(family="flux", model_sha256=fp, input_range=[0.0, 1.0])
+        _write_profile(d, "six.json", steps=6, coefficients=[0, 0, 0, 0.5, 0], **base)
+        _write_profile(d, "twenty.json", steps=20, coefficients=[0, 0, 0, 2.0, 0], **base)
+        _write_profile(d, "other.json", steps=6, coefficients=[0, 0, 0, 9.0, 0],
+                       **{**base, "model_sha256": "0" * 64})
+        m = teacache(flux.patcher, 0.4, coefficients="auto")
+        h = holder_of(m)
+        assert sorted(p.name for _, p in h.calibrated) == ["six", "twenty"]
+        assert h.teacache_for(6).coefficients.name == "six"
+        assert h.teacache_for(18).coefficients.name == "twenty"
+        tm.sample(flux, steps=6, model=m)
+        assert "six" in h.last_summary["run_id"]  # the run used, and names, the 6-step profile
+        # a profile made for another family is refused by name
+        _write_profile(d, "wan.json", family="wan", steps=6, coefficients=[1, 0], input_range=[0, 1])
+        with pytest.raises(ValueError, match="calibrated for wan"):
+            teacache(flux.patcher, 0.4, coefficients="wan.json")
+        with open(os.path.join(d, "broken.json"), "w") as f:
+            f.write("{not json")
+        with pytest.raises(ValueError, match="not a valid profile file"):
+            teacache(flux.patcher, 0.4, coefficients="broken.json")
