@@ -74,6 +74,11 @@ class Adapter:
         raise NotImplementedError
 
 
+def double_single_keys(double: Sequence[int], single: Sequence[int]) -> list[tuple[str, int]]:
+    """Replace keys of the Flux-style layout: the double-stream blocks, then the single-stream ones."""
+    return [("double_block", i) for i in double] + [("single_block", i) for i in single]
+
+
 class BlockReplacePatch:
     """A ``patches_replace["dit"]`` entry: hands the block to the run's controller."""
 

@@ -4,7 +4,7 @@ instead of each block's own `img_mod`. No TeaCache coefficients are published fo
 Flux set is borrowed (same block design, same indicator)."""
 from __future__ import annotations
 
-from .base import ReplaceAdapter, require
+from .base import ReplaceAdapter, require, double_single_keys
 from .flux import FluxHooks
 
 
@@ -50,7 +50,7 @@ class ChromaAdapter(ReplaceAdapter):
 
     def block_keys(self):
         # blocks listed in skip_mmdit / skip_dit never run, so they get no patch and no index
-        return [("double_block", i) for i in self._double()] + [("single_block", i) for i in self._single()]
+        return double_single_keys(self._double(), self._single())
 
     def hooks(self):
         return ChromaHooks(self.dm, len(self._double()), len(self._single()), self.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ReplaceAdapter, require
+from .base import ReplaceAdapter, require, double_single_keys
 
 
 class FluxHooks:
@@ -50,8 +50,7 @@ class FluxAdapter(ReplaceAdapter):
         return {"FluxSchnell": "schnell", "FluxInpaint": "fill"}.get(n, "dev")
 
     def block_keys(self):
-        return ([("double_block", i) for i in range(len(self.dm.double_blocks))]
-                + [("single_block", i) for i in range(len(self.dm.single_blocks))])
+        return double_single_keys(range(len(self.dm.double_blocks)), range(len(self.dm.single_blocks)))
 
     def hooks(self):
         return FluxHooks(self.dm, self.name)

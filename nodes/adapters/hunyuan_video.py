@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ReplaceAdapter, require
+from .base import ReplaceAdapter, require, double_single_keys
 
 
 class HunyuanVideoHooks:
@@ -60,8 +60,7 @@ class HunyuanVideoAdapter(ReplaceAdapter):
         return {"HunyuanVideoI2V": "i2v", "HunyuanVideoSkyreelsI2V": "skyreels_i2v"}.get(n, "t2v")
 
     def block_keys(self):
-        return ([("double_block", i) for i in range(len(self.dm.double_blocks))]
-                + [("single_block", i) for i in range(len(self.dm.single_blocks))])
+        return double_single_keys(range(len(self.dm.double_blocks)), range(len(self.dm.single_blocks)))
 
     def hooks(self):
         return HunyuanVideoHooks(self.dm, self.name)
