@@ -148,7 +148,7 @@ def test_learn_refuses_bad_settings_and_names(tiny_models):
         assert _listing(d) == []
 
 
-def test_atomic_save_leaves_nothing_on_failure():
+def test_atomic_save_leaves_nothing_on_failure(comfy):
     ln = sub("nodes.learn_nodes")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "s.safetensors")
