@@ -11,16 +11,8 @@ from cache_core.l2c import BranchCache, L2CSchedule, RouterBatch, RouterTrainabl
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="CUDA is not available"))]
 D, TOKENS, BATCH, LAYERS, STEPS = 16, 8, 4, 4, 8
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add contention
 
-
-@pytest.fixture(autouse=True)
-def _one_cpu_thread():
-    """The toy tensors are tiny: intra-op threads only add contention (on a busy 2-core box
-    they made these tests 30x slower), so run single-threaded and restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ToyBlock(nn.Module):

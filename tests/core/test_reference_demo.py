@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from cache_core.demo import count_branches, learn_l2c_schedule, main, psnr, teacache_pattern, track_branches
-from cache_core.reference_dit import ReferenceDiT
 from cache_core.reference_sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
@@ -20,17 +19,12 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package; it lives be
 bench_common = pytest.importorskip("bench.common")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return ReferenceDiT.load()
+def model(reference_model):
+    return reference_model
 
 
 def test_demo_runs_and_writes_outputs(tmp_path, capsys):

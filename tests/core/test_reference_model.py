@@ -13,23 +13,17 @@ import torch
 
 from cache_core.demo import CLASSIFIER, DigitClassifier, psnr, ssim
 from cache_core.learn import ReferenceBranchModel
-from cache_core.reference_dit import WEIGHTS, ReferenceDiT
+from cache_core.reference_dit import WEIGHTS
 from cache_core.reference_sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # a shared CPU box: OpenMP threads waiting on each other make tiny ops very slow
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return ReferenceDiT.load()
+def model(reference_model):
+    return reference_model
 
 
 LABELS = torch.arange(10)
