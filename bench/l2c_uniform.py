@@ -14,6 +14,7 @@ import logging
 import torch
 
 from bench.common import RESULTS, environment, setup, write_json
+from cache_core.demo import psnr
 from cache_core.l2c import L2CSchedule
 from cache_core.reference_dit import ReferenceDiT
 from cache_core.reference_sampling import make_controller, sample
@@ -41,11 +42,6 @@ def uniform_like(learned: L2CSchedule) -> L2CSchedule:
         comp[s] = flat.reshape(layers, branches)
     return L2CSchedule(comp, learned.branches, learned.family, positions=learned.positions,
                        source="uniform layer dropping", cache_steps=learned.cache_steps)
-
-
-def psnr(a, b, data_range=2.0):
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(data_range ** 2 / mse)).item()
 
 
 def main(argv=None) -> int:

@@ -183,6 +183,21 @@ def calibration_plot(xs, ys, result, reference=None, title: str = "", width: int
     return _to_image(img)
 
 
+def _conditioning_inputs() -> list:
+    return [io.Conditioning.Input("positive", tooltip="Positive prompt conditioning, as for KSampler."),
+            io.Conditioning.Input("negative", tooltip="Negative prompt conditioning, as for KSampler.")]
+
+
+def _sampler_inputs() -> list:
+    """The KSampler settings both learning nodes sample with, worded the same in both."""
+    return [io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                           tooltip="Sampler, as in KSampler; use the one you generate with."),
+            io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                           tooltip="Scheduler, as in KSampler; use the one you generate with."),
+            io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                           tooltip="Classifier-free guidance scale, as in KSampler.")]
+
+
 class TeaCacheCalibrate(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -197,8 +212,7 @@ class TeaCacheCalibrate(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to calibrate (any supported family). "
                                                 "Caching set up on it is ignored while calibrating."),
-                io.Conditioning.Input("positive", tooltip="Positive prompt conditioning, as for KSampler."),
-                io.Conditioning.Input("negative", tooltip="Negative prompt conditioning, as for KSampler."),
+                *_conditioning_inputs(),
                 io.Latent.Input("latent", tooltip="The latent to sample from (e.g. Empty Latent Image). Smaller "
                                                   "latents calibrate faster; use the resolution you generate at."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff,
@@ -208,12 +222,7 @@ class TeaCacheCalibrate(io.ComfyNode):
                                      "a steadier fit, longer calibration."),
                 io.Int.Input("steps", default=20, min=2, max=1000,
                              tooltip="Sampling steps per run; use the step count you generate with."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="Sampler, as in KSampler; use the one you generate with."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="Scheduler, as in KSampler; use the one you generate with."),
-                io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale, as in KSampler."),
+                *_sampler_inputs(),
                 io.String.Input("profile_name", default="my_model",
                                 tooltip="File name of the profile saved in models/teacache_profiles (.json is "
                                         "added). It then appears in TeaCache Patch's coefficients list."),
@@ -401,20 +410,14 @@ class L2CLearnSchedule(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion transformer to learn a schedule for (frozen; only "
                                                 "the router is trained)."),
-                io.Conditioning.Input("positive", tooltip="Positive prompt conditioning, as for KSampler."),
-                io.Conditioning.Input("negative", tooltip="Negative prompt conditioning, as for KSampler."),
+                *_conditioning_inputs(),
                 io.Latent.Input("latent", tooltip="The latent to sample from. Training keeps one step's activations "
                                                   "for backward: a smaller latent needs less memory."),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, tooltip="Noise seed of the run."),
                 io.Int.Input("steps", default=20, min=2, max=1000,
                              tooltip="Sampling steps; the schedule has one row per step (it is resampled for "
                                      "other step counts)."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="Sampler, as in KSampler; use the one you generate with."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="Scheduler, as in KSampler; use the one you generate with."),
-                io.Float.Input("cfg", default=3.5, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale, as in KSampler."),
+                *_sampler_inputs(),
                 io.Float.Input("lam", default=1e-3, min=0.0, max=10.0, step=1e-4, round=1e-6,
                                tooltip="lambda: weight of the sum of betas in the loss. Larger = more blocks reused "
                                        "(faster, lower quality)."),
