@@ -19,6 +19,7 @@ from typing import Callable, Hashable, Protocol, Sequence
 
 import torch
 
+from .compile_region import outside_compile
 from .stats import RunRecorder
 from .steps import StepInfo
 from .streams import StreamStates, signature
@@ -65,6 +66,7 @@ class ForwardContext:
     branch_row: torch.Tensor | None = None  # row of the block being run (branch-level schedules)
     branch_sig: tuple = ()
     branch_block: int = -1
+    l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
 
 
 class CacheController:
@@ -143,21 +145,44 @@ class CacheController:
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
+        """Block ``index`` of the current forward: :meth:`enter_block`, ``run`` when it says so,
+        then :meth:`exit_block`."""
+        out = self.enter_block(index, inputs)
+        if out is not None:
+            return out
+        return self.exit_block(index, inputs, run(inputs))
+
+    @outside_compile
+    def enter_block(self, index: int, inputs: Tensors) -> Tensors | None:
+        """Before block ``index`` runs. Returns the block's outputs when it must not run (a
+        TeaCache reuse passes every block through and the last one emits stack input + cached
+        residual; an L2C reuse adds the layer's cached residual), or None: then the caller runs
+        the block and hands its outputs to :meth:`exit_block`. Never traced by ``torch.compile``
+        (see ``compile_region``), so the caller's block compute stays compiled without guards on
+        this state."""
         ctx = self.ctx
         if ctx is None:  # called outside a forward we know about: behave as the plain model
-            return run(inputs)
+            return None
         hooks = self.hooks
-        last = index == hooks.n_blocks - 1
         if index == 0:
             self._at_first_block(ctx, inputs)
         if ctx.skip:
             ctx.layers_reused += 1
-            if last:
+            if index == hooks.n_blocks - 1:
                 return hooks.final_outputs(index, inputs, ctx.final)
             return {k: inputs[k] for k in hooks.hidden_keys(index)}
-        out = self._run_block(ctx, index, inputs, run)
-        if last and self.teacache is not None and ctx.stack_in is not None:
-            self._store_residual(ctx, hooks.stack_output(index, out, inputs, ctx.stack_in))
+        return self._enter_l2c(ctx, index, inputs)
+
+    @outside_compile
+    def exit_block(self, index: int, inputs: Tensors, out: Tensors) -> Tensors:
+        """After block ``index`` ran with ``inputs`` and gave ``out``: stores what the caches
+        keep (L2C layer residuals; the TeaCache residual after the last block). Returns ``out``."""
+        ctx = self.ctx
+        if ctx is None:
+            return out
+        self._exit_l2c(ctx, index, out)
+        if index == self.hooks.n_blocks - 1 and self.teacache is not None and ctx.stack_in is not None:
+            self._store_residual(ctx, self.hooks.stack_output(index, out, inputs, ctx.stack_in))
         return out
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:
@@ -229,25 +254,18 @@ class CacheController:
             self._residuals[k] = c.to("cpu", non_blocking=True) if offload else c
         ctx.stack_in = None
 
-    def _run_block(self, ctx: ForwardContext, index: int, inputs: Tensors, run) -> Tensors:
+    def _enter_l2c(self, ctx: ForwardContext, index: int, inputs: Tensors) -> Tensors | None:
         row = ctx.l2c_row
         if row is None:
             ctx.layers_computed += 1
-            return run(inputs)
+            return None
         plan = row[index]
         if plan.numel() > 1:  # branch-level schedule: the block's own code calls `branch()`
             ctx.branch_row = plan
             ctx.branch_sig = tuple((k, signature(inputs[k])) for k in self.hooks.hidden_keys(index)) + (
                 tuple(ctx.streams),)
             ctx.branch_block = index
-            try:
-                out = run(inputs)
-            finally:
-                ctx.branch_row = None
-            n_reused = int((~plan).sum())
-            ctx.layers_computed += 1 if n_reused < plan.numel() else 0
-            ctx.layers_reused += 1 if n_reused == plan.numel() else 0
-            return out
+            return None
         keys = self.hooks.hidden_keys(index)
         sig = tuple((k, signature(inputs[k])) for k in keys) + (tuple(ctx.streams),)
         if not bool(plan):
@@ -255,17 +273,28 @@ class CacheController:
             if saved is not None and saved[0] == sig and saved[2] == self._epoch(ctx):
                 ctx.layers_reused += 1
                 return {k: inputs[k] + saved[1][k] for k in keys}
-        save = bool(self._l2c_reused_layers) and index in self._l2c_reused_layers
-        # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
-        # txt and single blocks), which would make out - inputs zero
-        before = {k: inputs[k].clone() for k in keys} if save else None
-        out = run(inputs)
         ctx.layers_computed += 1
-        if save:
+        if bool(self._l2c_reused_layers) and index in self._l2c_reused_layers:
+            # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
+            # txt and single blocks), which would make out - inputs zero
+            ctx.l2c_before = (index, sig, {k: inputs[k].clone() for k in keys})
+        return None
+
+    def _exit_l2c(self, ctx: ForwardContext, index: int, out: Tensors) -> None:
+        if ctx.branch_row is not None and ctx.branch_block == index:
+            plan = ctx.branch_row
+            ctx.branch_row = None
+            n_reused = int((~plan).sum())
+            ctx.layers_computed += 1 if n_reused < plan.numel() else 0
+            ctx.layers_reused += 1 if n_reused == plan.numel() else 0
+        before = ctx.l2c_before
+        if before is not None and before[0] == index:
+            ctx.l2c_before = None
+            _, sig, saved_in = before
             # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
             # cannot batch them (different caption lengths) and must not evict each other
-            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - before[k] for k in keys}, self._epoch(ctx))
-        return out
+            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - saved_in[k] for k in saved_in},
+                                                 self._epoch(ctx))
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """For blocks with branches: the un-gated output of branch ``name`` of block ``index``, fresh

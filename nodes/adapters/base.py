@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ...cache_core.compile_region import compile_boundary, outside_compile
+
 log = logging.getLogger("dit_cache")
 
 
@@ -91,6 +93,7 @@ class BlockReplacePatch:
     def __deepcopy__(self, memo):  # shared by clones, like the holder it points at
         return self
 
+    @compile_boundary
     def __call__(self, args: dict, extra: dict):
         original = extra["original_block"]
         if self.previous is not None:
@@ -98,10 +101,29 @@ class BlockReplacePatch:
             run_fn = lambda a: prev(a, extra)  # noqa: E731
         else:
             run_fn = original
-        run = self.holder.active_run(args.get("transformer_options"))
-        if run is None:
-            return run_fn(args)
-        return run.controller.block(self.index, args, run_fn)
+        return drive_block(controller_for(self.holder, args.get("transformer_options")), self.index, args, run_fn)
+
+
+@outside_compile
+def controller_for(holder, transformer_options):
+    """The controller of the run this evaluation belongs to, or None (outside a sampling run)."""
+    run = holder.active_run(transformer_options)
+    return run.controller if run is not None else None
+
+
+@compile_boundary
+def drive_block(controller, index: int, inputs: dict, run_fn: Callable[[dict], dict]) -> dict:
+    """Runs one block through ``controller``: the decision and the cache bookkeeping outside any
+    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled."""
+    if controller is None:
+        return run_fn(inputs)
+    enter = getattr(controller, "enter_block", None)
+    if enter is None:  # the calibration and learning controllers: block() with their own logic
+        return outside_compile(controller.block)(index, inputs, run_fn)
+    out = enter(index, inputs)
+    if out is not None:
+        return out
+    return controller.exit_block(index, inputs, run_fn(inputs))
 
 
 class ReplaceAdapter(Adapter):
@@ -141,26 +163,33 @@ class BlockForwardPatch:
     def __deepcopy__(self, memo):
         return self
 
+    @compile_boundary
     def __call__(self, *args, **kwargs):
-        run = self.holder.active_run(kwargs.get("transformer_options"))
-        if run is None:
+        controller, arguments = self._bind(args, kwargs)
+        if controller is None:
             return self.original(*args, **kwargs)
-        bound = self.signature.bind(self.module, *args, **kwargs)
-        arguments = dict(bound.arguments)
-        arguments.pop("self", None)
         io = self.io
+        original = self.original
 
         def run_fn(inputs: dict) -> dict:
-            call = {k: inputs[k] for k in arguments}
-            out = self.original(**call)
+            out = original(**{k: inputs[k] for k in arguments})
             if io.returns_tuple:
                 return dict(zip(io.hidden, out))
             return {io.hidden[0]: out}
 
-        out = run.controller.block(self.index, arguments, run_fn)
+        out = drive_block(controller, self.index, arguments, run_fn)
         if io.returns_tuple:
             return tuple(out[k] for k in io.hidden)
         return out[io.hidden[0]]
+
+    @outside_compile
+    def _bind(self, args, kwargs):
+        controller = controller_for(self.holder, kwargs.get("transformer_options"))
+        if controller is None:
+            return None, None
+        arguments = dict(self.signature.bind(self.module, *args, **kwargs).arguments)
+        arguments.pop("self", None)
+        return controller, arguments
 
 
 class ForwardPatchAdapter(Adapter):

@@ -8,7 +8,8 @@ from Wan 2.1, so schedules and profiles could not be kept apart by version anywa
 """
 from __future__ import annotations
 
-from .base import BlockReplacePatch, ReplaceAdapter, SimpleHooks, require
+from ...cache_core.compile_region import compile_boundary, outside_compile
+from .base import BlockReplacePatch, ReplaceAdapter, SimpleHooks, controller_for, require
 
 _WIDE = 4096  # 1.3B: dim 1536, TI2V 5B: 3072, 14B: 5120
 
@@ -18,6 +19,7 @@ class _VaceBlockPatch(BlockReplacePatch):
     stack input (the same tensor object, x_orig). On a reuse step block 0 passes x through
     unchanged, so hand the loop a copy: the hints must not land in x_orig."""
 
+    @compile_boundary
     def __call__(self, args, extra):
         out = super().__call__(args, extra)
         if out["img"] is args["img"]:
@@ -37,12 +39,17 @@ class _VaceHintSkip:
         prev = original if original is not None else module.forward
         self.original = prev.original if isinstance(prev, _VaceHintSkip) else prev
 
+    @compile_boundary
     def __call__(self, c, x, **kwargs):
-        run = self.holder.active_run(kwargs.get("transformer_options"))
-        ctx = run.controller.ctx if run is not None else None
-        if ctx is not None and ctx.skip:
+        if self._reusing(kwargs.get("transformer_options")):
             return 0.0, c  # forward_orig does x += c_skip * strength
         return self.original(c, x=x, **kwargs)
+
+    @outside_compile
+    def _reusing(self, transformer_options) -> bool:
+        controller = controller_for(self.holder, transformer_options)
+        ctx = getattr(controller, "ctx", None)
+        return ctx is not None and ctx.skip
 
 
 class WanAdapter(ReplaceAdapter):
