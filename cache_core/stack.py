@@ -67,6 +67,8 @@ class ForwardContext:
     branch_sig: tuple = ()
     branch_block: int = -1
     l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
+    kind: str = ""        # "" for the sampler's ordinary pass, else the guidance pass id (stats only)
+    cached: bool = True   # False: every block runs as in the plain model, no cache is read or written
 
 
 class CacheController:
@@ -115,9 +117,12 @@ class CacheController:
         n += sum(t.numel() * t.element_size() for _, t, _ in self._branch_out.values())
         return n
 
-    def begin(self, info: StepInfo, streams: Sequence[Hashable]) -> None:
-        self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter())
-        if self.l2c is not None:
+    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True) -> None:
+        """A model forward of ``streams`` (one key per batch chunk) starts. ``kind`` labels a
+        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state."""
+        self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter(),
+                                  kind=kind, cached=cached, reason="" if cached else "uncached")
+        if self.l2c is not None and cached:
             row = self.l2c.for_step(info.step, info.n_steps)
             self.ctx.l2c_row = row
             if self._l2c_steps != info.n_steps:
@@ -141,7 +146,7 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind)
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
@@ -163,6 +168,9 @@ class CacheController:
         ctx = self.ctx
         if ctx is None:  # called outside a forward we know about: behave as the plain model
             return None
+        if not ctx.cached:
+            ctx.layers_computed += 1
+            return None
         hooks = self.hooks
         if index == 0:
             self._at_first_block(ctx, inputs)
@@ -178,7 +186,7 @@ class CacheController:
         """After block ``index`` ran with ``inputs`` and gave ``out``: stores what the caches
         keep (L2C layer residuals; the TeaCache residual after the last block). Returns ``out``."""
         ctx = self.ctx
-        if ctx is None:
+        if ctx is None or not ctx.cached:
             return out
         self._exit_l2c(ctx, index, out)
         if index == self.hooks.n_blocks - 1 and self.teacache is not None and ctx.stack_in is not None:

@@ -50,5 +50,6 @@ class L2CScheduleLoader(io.ComfyNode):
     def execute(cls, model, schedule, threshold) -> io.NodeOutput:
         adapter = detect(model)
         sched = load_schedule_for(adapter, schedule, threshold)
-        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule)
+        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule,
+                                 node="L2C Schedule Loader")
         return io.NodeOutput(patched, sched.describe())

@@ -30,6 +30,7 @@ from . import folders
 from .profiles import model_fingerprint
 from . import runtime
 from .adapters import detect
+from .other_caches import refuse_before
 
 log = logging.getLogger("dit_cache")
 
@@ -79,8 +80,8 @@ def _driven_clone(model, adapter, controller, wrapper):
     m = model.clone()
     topts = m.model_options.setdefault("transformer_options", {})
     if topts.get(runtime.KEY) is not None:
-        m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, runtime.WRAPPER_KEY)
-        m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, runtime.WRAPPER_KEY)
+        for kind in runtime.wrappers():
+            m.remove_wrappers_with_key(kind, runtime.WRAPPER_KEY)
         topts.pop(runtime.KEY, None)
     holder = _DriverHolder(adapter.hooks(), controller)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, wrapper)
@@ -237,6 +238,7 @@ class TeaCacheCalibrate(io.ComfyNode):
     def execute(cls, model, positive, negative, latent, seed, seeds, steps, sampler_name, scheduler, cfg,
                 profile_name) -> io.NodeOutput:
         adapter = detect(model)
+        refuse_before(model, "TeaCache Calibrate")
         path = folders.output_path(folders.PROFILES, profile_name.strip(), ".json")  # name checked first
         pbar = comfy.utils.ProgressBar(int(seeds) * int(steps))
         t0 = time.perf_counter()
@@ -271,7 +273,7 @@ class TeaCacheCalibrate(io.ComfyNode):
         atomic_write(path, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(doc, indent=1) + "\n"))
         profile = res.profile(name, source=f"calibrated: {os.path.basename(path)}")
         tc = TeaCacheConfig(rel_l1_thresh=adapter.recommended_threshold, coefficients=profile)
-        patched, _ = runtime.patch_model(model, lambda m: adapter, teacache=tc)
+        patched, _ = runtime.patch_model(model, lambda m: adapter, teacache=tc, node="TeaCache Calibrate")
         lines = [f"TeaCache profile for {adapter.display} saved as {os.path.basename(path)} "
                  f"(models/{folders.PROFILES})",
                  f"{res.n} pairs from {int(seeds)} runs x {int(steps)} steps ({sampler_name}/{scheduler}, "
@@ -441,6 +443,7 @@ class L2CLearnSchedule(io.ComfyNode):
     def execute(cls, model, positive, negative, latent, seed, steps, sampler_name, scheduler, cfg, lam, theta,
                 iterations, schedule_name) -> io.NodeOutput:
         adapter = detect(model)
+        refuse_before(model, "L2C Learn Schedule")
         for name, v in (("lam", lam), ("theta", theta)):
             if v is None or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
@@ -458,7 +461,8 @@ class L2CLearnSchedule(io.ComfyNode):
             raise
         atomic_write(path, lambda tmp: sched.save(tmp))
         base = os.path.basename(path)
-        patched, _ = runtime.patch_model(model, lambda m: adapter, l2c=sched, l2c_label=base)
+        patched, _ = runtime.patch_model(model, lambda m: adapter, l2c=sched, l2c_label=base,
+                                         node="L2C Learn Schedule")
         hist = router.history
         s = sched.summary()
         lines = [f"L2C schedule for {adapter.display} saved as {base} (models/{folders.SCHEDULES})",

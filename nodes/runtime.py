@@ -3,8 +3,10 @@
 Lifecycle (like ComfyUI's own EasyCache): the node stores a :class:`CacheHolder` in the cloned
 model's ``transformer_options``. The OUTER_SAMPLE wrapper starts a fresh :class:`CacheRun` for
 every sampling run and always drops it in ``finally`` (second runs, new resolutions, interrupts).
-The APPLY_MODEL wrapper tells the run which step and which cond streams each model evaluation
-belongs to; the family's block patches do the caching itself.
+The PREDICT_NOISE wrapper marks each sampler evaluation, so that the passes a guidance node adds
+inside it are told apart from the ordinary pass (``passes.py``). The APPLY_MODEL wrapper tells the
+run which step and which cond streams each model evaluation belongs to; the family's block
+patches do the caching itself.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ import comfy.patcher_extension
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
+from .other_caches import refuse_at_sampling, refuse_before
+from .passes import PassClassifier, describe
 
 log = logging.getLogger("dit_cache")
 
@@ -35,8 +39,11 @@ class CacheRun:
         rec = RunRecorder(run_id=holder.run_id(teacache),
                           threshold=teacache.rel_l1_thresh if teacache is not None else None)
         rec.start(self.locator.n_steps)
+        for n in holder.notes:
+            rec.note(n)
         self.recorder = rec
         self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec)
+        self.passes = PassClassifier()
 
 
 class CacheHolder:
@@ -53,6 +60,7 @@ class CacheHolder:
         self.last_report: str | None = None
         self.last_records: list | None = None
         self.calibrated: list = []  # (steps, profile) calibrated on this model, for coefficients=auto
+        self.notes: list[str] = []  # said in every run's stats (e.g. an earlier node's settings replaced)
         self.runs_finished = 0
         self._active: CacheRun | None = None
 
@@ -64,6 +72,12 @@ class CacheHolder:
 
     def __copy__(self):
         return self
+
+    def node_names(self) -> str:
+        """Our nodes on this model, as the user sees them in the graph."""
+        names = (["TeaCache Patch"] if self.teacache is not None else []) + (
+            ["L2C Schedule Loader"] if self.l2c is not None else [])
+        return " and ".join(names) or "the dit-cache node"
 
     def run_id(self, teacache=None) -> str:
         teacache = teacache if teacache is not None else self.teacache
@@ -133,6 +147,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     guider = executor.class_obj
     orig = guider.model_options
     holder: CacheHolder = orig["transformer_options"][KEY]
+    refuse_at_sampling(orig, holder.node_names())
     sigmas = args[3]
     guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
     run = holder.start_run(sigmas)
@@ -147,9 +162,25 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         guider.model_options = orig
 
 
+def predict_noise_wrapper(executor, x, timestep, model_options=None, seed=None, *args, **kwargs):
+    """Marks one sampler evaluation: inside it, each cond's first evaluation with the model's own
+    patches is the ordinary pass; anything else a guidance node adds (see ``passes.py``)."""
+    model_options = model_options if model_options is not None else {}
+    topts = model_options.get("transformer_options") or {}
+    holder: CacheHolder | None = topts.get(KEY)
+    run = holder.active_run(topts) if holder is not None else None
+    if run is None:
+        return executor(x, timestep, model_options, seed, *args, **kwargs)
+    previous = run.passes.begin_call(topts)
+    try:
+        return executor(x, timestep, model_options, seed, *args, **kwargs)
+    finally:
+        run.passes.end_call(previous)
+
+
 def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
                         transformer_options=None, **kwargs):
-    """Tells the run which step and cond streams this evaluation is, then runs the model."""
+    """Tells the run which step, cond streams and pass this evaluation is, then runs the model."""
     topts = transformer_options if transformer_options is not None else {}
     holder: CacheHolder | None = topts.get(KEY)
     run = holder.active_run(topts) if holder is not None else None
@@ -157,13 +188,22 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
-    streams = stream_keys(topts, x.shape[0])
+    key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
+    if key.guidance and key.difference:
+        run.recorder.note(f"guidance pass {key.guidance.split('#')[0]}: {describe(key.difference)}")
     ctl = run.controller
-    ctl.begin(info, streams)
+    ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     finally:
         ctl.end()
+
+
+def wrappers() -> dict:
+    """The ComfyUI wrappers this pack installs (under WRAPPER_KEY), by wrapper type."""
+    w = comfy.patcher_extension.WrappersMP
+    return {w.OUTER_SAMPLE: outer_sample_wrapper, w.PREDICT_NOISE: predict_noise_wrapper,
+            w.APPLY_MODEL: apply_model_wrapper}
 
 
 def stream_keys(topts: dict, batch: int) -> list:
@@ -184,19 +224,43 @@ def stream_keys(topts: dict, batch: int) -> list:
     return ["all"]
 
 
-def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | None = None):
+def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | None = None,
+                node: str = "dit-cache"):
     """A clone of ``model`` with caching set up. A model already patched by this pack keeps its
-    other settings, so TeaCache Patch and L2C Schedule Loader combine in either order."""
+    other settings, so TeaCache Patch and L2C Schedule Loader combine in either order; the same
+    node twice on one chain is one cache with the later node's settings (said in the log and in
+    every run's stats). A model that ComfyUI's EasyCache/LazyCache caches is refused
+    (:class:`~.other_caches.CacheConflictError`, naming the node to remove)."""
+    refuse_before(model, node)
     existing = get_holder(model.model_options)
     if existing is not None:
         holder = existing.with_settings(teacache=teacache, l2c=l2c, l2c_label=l2c_label)
+        replaced = _replaced_settings(existing, holder, teacache, l2c)
+        if replaced:
+            log.warning("dit-cache: %s", replaced)
+            holder.notes = [n for n in existing.notes if n != replaced] + [replaced]
+        else:
+            holder.notes = list(existing.notes)
     else:
         holder = CacheHolder(adapter_factory(model), None if teacache is ... else teacache,
                              None if l2c is ... else l2c, l2c_label or "")
     m = model.clone()
     m.model_options["transformer_options"][KEY] = holder
     if existing is None:
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+        for kind, fn in wrappers().items():
+            m.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
     holder.adapter.install(m, holder)
     return m, holder
+
+
+def _replaced_settings(old: CacheHolder, new: CacheHolder, teacache, l2c) -> str:
+    """What a second TeaCache Patch / L2C Schedule Loader on one chain replaced, or ""."""
+    if teacache is not ... and old.teacache is not None:
+        before = old.teacache.run_id() if old.teacache.enabled else "off"
+        after = new.teacache.run_id() if new.teacache is not None and new.teacache.enabled else "off"
+        return (f"TeaCache Patch is applied twice on this model; the later node's settings {after} replaced the "
+                f"earlier node's {before} (one cache; remove one node to silence this)")
+    if l2c is not ... and old.l2c is not None:
+        return (f"L2C Schedule Loader is applied twice on this model; the later schedule {new.l2c_label or 'given'} "
+                f"replaced {old.l2c_label or 'the earlier one'} (one cache; remove one node to silence this)")
+    return ""

@@ -75,6 +75,13 @@ class Adapter:
     def install(self, model_patcher, holder) -> None:
         raise NotImplementedError
 
+    def stack_intact(self, difference: tuple) -> bool:
+        """Whether a pass whose patches differ from the ordinary pass by ``difference`` (see
+        ``nodes/passes.py``) still runs the first and the last hooked block through the cache,
+        which a cached evaluation needs (the decision is made at the first, the residual
+        restored and stored at the last)."""
+        return True
+
 
 def double_single_keys(double: Sequence[int], single: Sequence[int]) -> list[tuple[str, int]]:
     """Replace keys of the Flux-style layout: the double-stream blocks, then the single-stream ones."""
@@ -128,6 +135,11 @@ def drive_block(controller, index: int, inputs: dict, run_fn: Callable[[dict], d
 
 class ReplaceAdapter(Adapter):
     """Families whose forward loop consults ``patches_replace["dit"]`` for every block."""
+
+    def stack_intact(self, difference: tuple) -> bool:
+        keys = self.block_keys()
+        ends = {("replace", "dit", keys[0]), ("replace", "dit", keys[-1])}
+        return not ends.intersection(difference)
 
     def install(self, model_patcher, holder) -> None:
         dit = model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
