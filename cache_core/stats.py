@@ -36,6 +36,8 @@ class RunRecorder:
     notes: list[str] = field(default_factory=list)
     n_steps: int = 0
     threshold: float | None = None
+    sampler: str = ""            # the sampler's name, when the caller knows it
+    noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
 
     def start(self, n_steps: int = 0) -> None:
         self.records.clear()
@@ -110,6 +112,10 @@ class RunRecorder:
         }
         if total and computed == total and layers_r == 0:
             out["notes"].append(self._why_no_reuse())
+        elif self.noisy_sampler and self.threshold:
+            out["notes"].append(f"the sampler {self.sampler} adds noise at every step, which raises the measured "
+                                "change: ancestral and SDE samplers reuse less than deterministic ones (README, "
+                                "Troubleshooting)")
         return out
 
     def _why_no_reuse(self) -> str:
@@ -118,9 +124,17 @@ class RunRecorder:
         if self.n_steps and self.n_steps <= 4:
             return (f"no reuse: only {self.n_steps} steps; first and last steps always compute, so few-step or "
                     "distilled models leave nothing to skip")
-        forced = sum(1 for r in self.records if r.reason in ("first", "last", "window", "warmup"))
-        if forced == len(self.records):
+        recs = [r for r in self.records if not r.kind]
+        forced = sum(1 for r in recs if r.reason in ("first", "last", "window", "warmup"))
+        if forced == len(recs):
             return "no reuse: every step fell on a forced step (first/last step or outside start/end percent)"
+        if self.noisy_sampler:
+            changes = sorted(r.rel_l1 for r in recs if r.rel_l1 is not None and r.reason == "threshold")
+            typical = f" (median relative change {changes[len(changes) // 2]:.3g} per evaluation)" if changes else ""
+            return (f"no reuse: the sampler {self.sampler} adds fresh noise at every step, so the model's input "
+                    f"changes a lot between evaluations{typical} and the accumulated change reached the threshold "
+                    "every time; use a deterministic sampler (euler, dpmpp_2m, heun, ...) to cache, or raise "
+                    "rel_l1_thresh")
         return ("no reuse: the accumulated change reached the threshold at every step; raise rel_l1_thresh "
                 "or calibrate coefficients for this model")
 

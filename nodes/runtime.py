@@ -21,6 +21,7 @@ from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
 from .other_caches import refuse_at_sampling, refuse_before
 from .passes import PassClassifier, describe
+from .sampler_noise import describe_sampler
 
 log = logging.getLogger("dit_cache")
 
@@ -32,13 +33,15 @@ WRAPPER_KEY = "dit_cache"
 class CacheRun:
     """State of one sampling run: the controller (per-stream caches) and its recorder."""
 
-    def __init__(self, holder: "CacheHolder", sigmas):
+    def __init__(self, holder: "CacheHolder", sigmas, sampler=None):
         self.holder = holder
         self.locator = StepLocator([float(s) for s in sigmas])
         teacache = holder.teacache_for(self.locator.n_steps)
         rec = RunRecorder(run_id=holder.run_id(teacache),
                           threshold=teacache.rel_l1_thresh if teacache is not None else None)
         rec.start(self.locator.n_steps)
+        if sampler is not None:
+            rec.sampler, rec.noisy_sampler = describe_sampler(sampler)
         for n in holder.notes:
             rec.note(n)
         self.recorder = rec
@@ -105,8 +108,8 @@ class CacheHolder:
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------
-    def start_run(self, sigmas) -> CacheRun:
-        run = CacheRun(self, sigmas)
+    def start_run(self, sigmas, sampler=None) -> CacheRun:
+        run = CacheRun(self, sigmas, sampler)
         self._active = run
         return run
 
@@ -148,9 +151,9 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     orig = guider.model_options
     holder: CacheHolder = orig["transformer_options"][KEY]
     refuse_at_sampling(orig, holder.node_names())
-    sigmas = args[3]
+    sampler, sigmas = args[2], args[3]  # CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, ...)
     guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
-    run = holder.start_run(sigmas)
+    run = holder.start_run(sigmas, sampler)
     guider.model_options["transformer_options"][RUN_KEY] = run
     ok = False
     try:
