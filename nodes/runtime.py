@@ -192,14 +192,25 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
     key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
-    if key.guidance and key.difference:
-        run.recorder.note(f"guidance pass {key.guidance.split('#')[0]}: {describe(key.difference)}")
+    if key.guidance:
+        _note_pass(run.recorder, key)
     ctl = run.controller
     ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     finally:
         ctl.end()
+
+
+def _note_pass(recorder, key) -> None:
+    """What a guidance pass is, once per kind and run, in the stats' notes."""
+    if key.difference:
+        uncached = "" if key.cached or "#" in key.guidance else \
+            "; it replaces the first or last block, so it runs uncached"
+        recorder.note(f"guidance pass {key.guidance.split('#')[0]}: {describe(key.difference)}{uncached}")
+    if "#" in key.guidance:
+        recorder.note("guidance passes marked #n: a cond evaluated again within one sampler step with another "
+                      "input (e.g. Self-Attention Guidance, context windows); they run uncached")
 
 
 def wrappers() -> dict:
