@@ -334,3 +334,31 @@ def test_pass_classifier_on_hand_made_options(flux):
     assert not adapter.stack_intact((("replace", "dit", first),))
     assert not adapter.stack_intact((("replace", "dit", last),))
     assert adapter.stack_intact((("replace", "dit", ("double_block", 1)), ("replace", "attn1", ("middle", 0))))
+
+
+def test_context_windows_after_the_first_run_uncached(tiny_models):
+    """ComfyUI's context windows (tiny Wan 2.1, 4 latent frames, windows of 2) evaluate each cond
+    once per window within one sampler step: the first window keeps the cond's stream, the other
+    runs uncached (it never takes the first window's cache)."""
+    import inspect
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode as ContextWindowsManual
+    wan = tiny_models("wan21")
+
+    def windows(model):
+        kw = dict(context_length=2, context_overlap=0, context_schedule="standard_static", context_stride=1,
+                  closed_loop=False, fuse_method="pyramid", dim=2)
+        if "freenoise" in inspect.signature(ContextWindowsManual.execute).parameters:
+            kw["freenoise"] = False
+        return ContextWindowsManual.execute(model, **kw).args[0]
+
+    run = dict(SETUP, frames=4)
+    ref = tm.sample(wan, model=windows(wan.patcher), **run)
+    assert torch.equal(tm.sample(wan, model=windows(teacache(wan.patcher, 0.0)), **run), ref)
+    m = teacache(wan.patcher, 10.0)
+    out = tm.sample(wan, model=windows(m), **run)
+    recs = holder_of(m).last_records
+    first, later = [r for r in recs if not r.kind], [r for r in recs if r.kind]
+    assert len(first) == len(later) == 2 * STEPS  # cond and uncond, per window
+    assert {(r.kind, r.reason) for r in later} == {("#2", "uncached")}
+    assert sum(r.decision == "reuse" for r in first) == 2 * (STEPS - 2)
+    assert torch.isfinite(out).all()
