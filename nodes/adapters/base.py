@@ -91,6 +91,17 @@ class BlockReplacePatch:
     def __deepcopy__(self, memo):  # shared by clones, like the holder it points at
         return self
 
+    @staticmethod
+    def split(d: dict) -> dict:
+        """ComfyUI's block arguments (or outputs) as the controller sees them: every hidden state
+        under its own key. Identity here; families whose blocks pass a tuple override it."""
+        return d
+
+    @staticmethod
+    def join(d: dict) -> dict:
+        """The inverse of :meth:`split`: back to what ComfyUI's block and loop expect."""
+        return d
+
     def __call__(self, args: dict, extra: dict):
         original = extra["original_block"]
         if self.previous is not None:
@@ -101,16 +112,18 @@ class BlockReplacePatch:
         run = self.holder.active_run(args.get("transformer_options"))
         if run is None:
             return run_fn(args)
-        return run.controller.block(self.index, args, run_fn)
+        split, join = self.split, self.join
+        return join(run.controller.block(self.index, split(args), lambda a: split(run_fn(join(a)))))
 
 
 class ReplaceAdapter(Adapter):
     """Families whose forward loop consults ``patches_replace["dit"]`` for every block."""
+    replace_patch = BlockReplacePatch
 
     def install(self, model_patcher, holder) -> None:
         dit = model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         for i, (kind, n) in enumerate(self.block_keys()):
-            model_patcher.set_model_patch_replace(BlockReplacePatch(i, holder, dit.get((kind, n))), "dit", kind, n)
+            model_patcher.set_model_patch_replace(self.replace_patch(i, holder, dit.get((kind, n))), "dit", kind, n)
 
 
 class ForwardIO:

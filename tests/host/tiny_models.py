@@ -63,6 +63,18 @@ Families / variants (``FAMILIES``):
 * ``hidream``: HiDream (MoE blocks, conditioning_llama3, pooled_output)
 * ``cosmos_predict2``: CosmosT2IPredict2 (text-to-image: 1 latent frame by
   default; 5-D latent)
+* ``hunyuan_video15``: HunyuanVideo15 (3 double blocks and no single block, as
+  the real 54+0; i2v conditioning: start-image concat + SigLIP tokens)
+* ``hunyuan_image21``: HunyuanImage21 (2-D patches, 64-channel latent)
+* ``ltxav``: LTXAV, LTX-2 audio + video (latents are
+  ``NestedTensor((video, audio))``; ``sample`` returns them packed)
+* ``kandinsky5``: ``video`` (Kandinsky5, default), ``image`` (Kandinsky5Image,
+  matched on the full-size width and built tiny: see ``_Spec.match_as``)
+* ``wan21``/``wan22`` variants with their own inputs: ``wan21:fun_control``
+  (control video in the concat latent), ``wan21:humo`` (audio + reference),
+  ``wan22:s2v`` (audio, reference, motion frames, pose video),
+  ``wan22:animate`` (pose video, reference image; the face video only on
+  request, see ``_wan_variant_inputs``)
 
 How cond/uncond reach the model (ComfyUI batches them only when every cond
 can be concatenated): one batched call per step for all families except
@@ -77,7 +89,9 @@ detects ``attention_head_dim = inner // 32`` with the default 32 heads, so tiny
 LTXV is 32 heads of dim 2 with 4096-wide T5 captions; SD3 detects
 ``hidden = 64 * depth`` (2 blocks -> hidden 128, 2 heads).
 
-Nothing here is impossible in the v0.3.64 snapshot; no family is skipped.
+Families that exist only in newer ComfyUI releases name their
+``comfy.supported_models`` class in ``_Spec.requires``; where the running
+ComfyUI lacks it they are left out of ``FAMILIES`` (not collected, not skipped).
 
 API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
 ``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
@@ -121,6 +135,20 @@ class _Spec:
     ctx_dim: int = 64
     ctx_tokens: int = 8
     blocks: Tuple[str, ...] = ()
+    # the comfy.supported_models class this family needs: left out of FAMILIES where the running
+    # ComfyUI lacks it (families that exist only in newer releases)
+    requires: Optional[str] = None
+    # unet_config keys a real checkpoint of this class is matched on, where no tiny width matches
+    # (Kandinsky5Image: model_dim 2560); the class matched from them is built with the tiny config
+    match_as: Optional[Dict[str, Any]] = None
+    # what ComfyUI's key-based detection makes of the tiny layout when it is not config_class
+    # (detection tells Kandinsky5Image from Kandinsky5 only by the full-size width)
+    detected_as: Optional[str] = None
+    # latent audio frames of audio-video models (LTX-2): latents are NestedTensor(video, audio)
+    audio_frames: int = 0
+    # submodules ComfyUI builds at a fixed full size whatever the config (HuMo's audio projection,
+    # Animate's face motion encoder): not counted against the tiny size
+    fixed_size: Tuple[str, ...] = ()
 
 
 _FLUX_BASE = dict(
@@ -153,8 +181,31 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
         mlp_ratio=4.0, num_heads=1, depth=2, depth_single_blocks=2, theta=256, qkv_bias=True,
         byt5=False, guidance_embed=True,
     ), True, video=True, default_frames=3, blocks=("double_blocks", "single_blocks")),
+    # HunyuanVideo 1.5: 54 double blocks and no single block at full size
+    ("hunyuan_video15", None): _Spec("HunyuanVideo15", dict(
+        image_model="hunyuan_video", in_channels=65, patch_size=[1, 1, 1], out_channels=32, vec_in_dim=None,
+        axes_dim=[16, 56, 56], meanflow=False, context_in_dim=64, hidden_size=128, mlp_ratio=4.0, num_heads=1,
+        depth=3, depth_single_blocks=0, theta=256, qkv_bias=True, byt5=False, guidance_embed=False,
+        use_cond_type_embedding=True, vision_in_dim=1152, meanflow_sum=True,
+    ), True, video=True, default_frames=2, blocks=("double_blocks",), requires="HunyuanVideo15"),
+    ("hunyuan_image21", None): _Spec("HunyuanImage21", dict(
+        image_model="hunyuan_video", in_channels=64, patch_size=[1, 1], out_channels=64, vec_in_dim=None,
+        axes_dim=[64, 64], meanflow=False, context_in_dim=64, hidden_size=128, mlp_ratio=4.0, num_heads=1,
+        depth=2, depth_single_blocks=2, theta=256, qkv_bias=True, byt5=False, guidance_embed=True,
+    ), True, blocks=("double_blocks", "single_blocks"), requires="HunyuanImage21"),
     ("wan21", "t2v"): _Spec("WAN21_T2V", dict(_WAN_BASE), True, video=True, default_frames=3, ctx_dim=4096,
                             blocks=("blocks",)),
+    ("wan21", "fun_control"): _Spec("WAN21_FunControl2V", dict(_WAN_BASE, in_dim=48, model_type="i2v"), True,
+                                    video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
+                                    requires="WAN21_FunControl2V"),
+    ("wan21", "humo"): _Spec("WAN21_HuMo", dict(_WAN_BASE, model_type="humo"), True, video=True, default_frames=3,
+                             ctx_dim=4096, blocks=("blocks",), requires="WAN21_HuMo", fixed_size=("audio_proj",)),
+    ("wan22", "s2v"): _Spec("WAN22_S2V", dict(_WAN_BASE, model_type="s2v"), True, video=True, default_frames=3,
+                            ctx_dim=4096, blocks=("blocks",), requires="WAN22_S2V"),
+    # 5 blocks: Animate fuses the face motion after every 5th block, with num_layers // 5 fusers
+    ("wan22", "animate"): _Spec("WAN22_Animate", dict(_WAN_BASE, model_type="animate", in_dim=36, num_layers=5),
+                                True, video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
+                                requires="WAN22_Animate", fixed_size=("motion_encoder", "face_encoder")),
     ("wan21", "i2v"): _Spec("WAN21_I2V", dict(_WAN_BASE, in_dim=36, model_type="i2v"), True, video=True,
                             default_frames=3, ctx_dim=4096, blocks=("blocks",)),
     ("wan21", "vace"): _Spec("WAN21_Vace", dict(_WAN_BASE, model_type="vace", vace_in_dim=96, vace_layers=2),
@@ -166,6 +217,25 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ("ltxv", None): _Spec("LTXV", dict(
         image_model="ltxv", num_layers=2, attention_head_dim=2, cross_attention_dim=64,
     ), True, video=True, default_frames=2, blocks=("transformer_blocks",)),
+    # LTX-2: detection reads only the video widths (the audio ones would stay 2048-wide), so the
+    # config is given whole; 4 video and 4 audio heads of dim 16, tiny prompt connectors
+    ("ltxav", None): _Spec("LTXAV", dict(
+        image_model="ltxav", num_layers=2, attention_head_dim=16, num_attention_heads=4, cross_attention_dim=64,
+        audio_attention_head_dim=16, audio_num_attention_heads=4, audio_cross_attention_dim=64, caption_channels=32,
+        connector_attention_head_dim=4, connector_num_attention_heads=8, connector_num_layers=1,
+    ), False, video=True, default_frames=2, ctx_dim=64, blocks=("transformer_blocks",), requires="LTXAV",
+        audio_frames=6),
+    ("kandinsky5", "video"): _Spec("Kandinsky5", dict(
+        image_model="kandinsky5", model_dim=64, time_dim=32, ff_dim=128, visual_embed_dim=132, num_text_blocks=1,
+        num_visual_blocks=2,
+    ), True, video=True, default_frames=3, ctx_dim=3584, blocks=("visual_transformer_blocks",),
+        requires="Kandinsky5"),
+    ("kandinsky5", "image"): _Spec("Kandinsky5Image", dict(
+        image_model="kandinsky5", model_dim=64, time_dim=32, ff_dim=128, visual_embed_dim=64, num_text_blocks=1,
+        num_visual_blocks=2, rope_scale_factor=(1.0, 1.0, 1.0),
+    ), False, ctx_dim=3584, blocks=("visual_transformer_blocks",), requires="Kandinsky5Image",
+        match_as={"image_model": "kandinsky5", "model_dim": 2560, "visual_embed_dim": 64},
+        detected_as="Kandinsky5"),
     ("sd3", None): _Spec("SD3", dict(
         in_channels=16, patch_size=2, out_channels=16, depth=2, input_size=None, adm_in_channels=64,
         context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}},
@@ -198,17 +268,37 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ), False, video=True, default_frames=1, blocks=("blocks",)),
 }
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b"}
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video"}
 
-# (family, variant) pairs, variant None for families without variants
-FAMILIES: List[Tuple[str, Optional[str]]] = list(SPECS.keys())
+
+def _in_this_comfyui(spec: _Spec) -> bool:
+    if spec.requires is None:
+        return True
+    try:
+        c = import_comfy()
+    except (RuntimeError, ImportError):
+        return True  # no usable ComfyUI: every host test skips, saying why
+    return hasattr(c.comfy_supported_models, spec.requires)
+
+
+# (family, variant) pairs the running ComfyUI has, variant None for families without variants
+FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _in_this_comfyui(spec)]
 
 # Families that cannot be built in the current snapshot: (family, variant) -> reason.
 UNAVAILABLE: Dict[Tuple[str, Optional[str]], str] = {}
 
 
+# families sampled by two separately loaded expert models (KSamplerAdvanced split)
+TWO_EXPERTS = {("wan22", "t2v_14b")}
+
+
 def family_ids() -> List[str]:
     return [f if v is None else f"{f}:{v}" for f, v in FAMILIES]
+
+
+def single_model_ids() -> List[str]:
+    """``family_ids()`` without the two-expert families (for tests that need one model)."""
+    return [f if v is None else f"{f}:{v}" for f, v in FAMILIES if (f, v) not in TWO_EXPERTS]
 
 
 def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
@@ -247,6 +337,8 @@ class TinyModel:
     experts: List[Any] = field(default_factory=list)
     # fraction of the steps run by the first expert (Wan 2.2 14B)
     expert_split: float = 0.5
+    # latent audio frames of audio-video models (LTX-2), 0 otherwise
+    audio_frames: int = 0
 
     @property
     def name(self) -> str:
@@ -276,6 +368,11 @@ class TinyModel:
             lat = torch.zeros([batch, self.latent_channels, f, h, w])
         else:
             lat = torch.zeros([batch, 4, h, w])  # EmptyLatentImage: 4 channels, fixed below
+        if self.audio_frames:
+            # LTXVEmptyLatentAudio (8 channels x 16 frequency bins) joined by LTXVConcatAVLatent
+            import comfy.nested_tensor
+            audio = torch.zeros([batch, 8, self.audio_frames, 16])
+            return comfy.nested_tensor.NestedTensor((lat, audio))
         return c.sample.fix_empty_latent_channels(self.patcher, lat)
 
     # ---- conditioning -----------------------------------------------------
@@ -296,7 +393,8 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
     else:
         names = ()
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
-                     ("joint_blocks",), ("transformer_blocks",), ("layers",), ("blocks",)):
+                     ("joint_blocks",), ("transformer_blocks",), ("visual_transformer_blocks",), ("layers",),
+                     ("blocks",)):
             if all(hasattr(diffusion_model, n) for n in cand):
                 names = cand
                 break
@@ -361,6 +459,8 @@ _PARAMS_CLASS = {
     "flux_kontext": ("comfy.ldm.flux.model", "FluxParams"),
     "chroma": ("comfy.ldm.chroma.model", "ChromaParams"),
     "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "hunyuan_video15": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "hunyuan_image21": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
 }
 # What ComfyUI's detection (``comfy/model_detection.py``) puts in a base model's unet_config for
 # fields that only newer releases have: the value that keeps the release's original behaviour.
@@ -397,11 +497,11 @@ def release_unet_config(family: str, unet_config: Dict[str, Any]) -> Dict[str, A
     return out
 
 
-def _match_config(c, unet_config, expected: str, state_dict=None):
-    mc = c.comfy_model_detection.model_config_from_unet_config(unet_config, state_dict)
+def _match_config(c, unet_config, expected: str, state_dict=None, match_as=None):
+    mc = c.comfy_model_detection.model_config_from_unet_config(match_as or unet_config, state_dict)
     if mc is None or type(mc).__name__ != expected:
         raise RuntimeError(f"ComfyUI matched {type(mc).__name__ if mc else None} for tiny config, expected {expected}")
-    return mc
+    return type(mc)(unet_config) if match_as else mc
 
 
 def _load_one(c, spec: _Spec, family, variant, dtype, seed):
@@ -409,7 +509,8 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
 
-    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class)
+    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class,
+                                 match_as=spec.match_as)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
@@ -445,10 +546,12 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
     if (family, variant) in UNAVAILABLE:
         raise RuntimeError(UNAVAILABLE[(family, variant)])
     spec = SPECS[(family, variant)]
+    if not _in_this_comfyui(spec):
+        raise RuntimeError(f"this ComfyUI ({c.version}) has no comfy.supported_models.{spec.requires}")
     with torch.random.fork_rng(devices=[]):
         patcher, sd, loaded_via = _load_one(c, spec, family, variant, dtype, seed)
         experts = []
-        if (family, variant) == ("wan22", "t2v_14b"):
+        if (family, variant) in TWO_EXPERTS:
             low, _, _ = _load_one(c, spec, family, variant + "_low_noise", dtype, seed)
             experts = [patcher, low]
     lf = patcher.get_model_object("latent_format")
@@ -457,6 +560,7 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
         unet_config=dict(patcher.model.model_config.unet_config), loaded_via=loaded_via, video=spec.video,
         latent_channels=lf.latent_channels, default_frames=spec.default_frames, dtype=dtype, seed=seed,
         ctx_dim=spec.ctx_dim, ctx_tokens=spec.ctx_tokens, state_dict=sd, experts=experts,
+        audio_frames=spec.audio_frames,
     )
 
 
@@ -496,6 +600,31 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     elif fam == "hunyuan_video":
         extra["pooled_output"] = rn(batch, 768)
         extra["guidance"] = 6.0
+    elif fam == "hunyuan_video15":
+        # HunyuanVideo15ImageToVideo: start-image latent + mask and the SigLIP image tokens (which
+        # the model puts in front of the text tokens), on both conds
+        extra["pooled_output"] = None
+        g2 = torch.Generator().manual_seed(_seed_for(fam, tiny.seed, "i2v"))
+        img = torch.zeros([batch, 32, frames, h, w])
+        img[:, :, :1] = torch.randn([batch, 32, 1, h, w], generator=g2)
+        mask = torch.ones([1, 1, frames, h, w])
+        mask[:, :, :1] = 0.0
+        extra["concat_latent_image"] = img
+        extra["concat_mask"] = mask
+        cvo = import_comfy().comfy_clip_vision.Output()
+        cvo.last_hidden_state = torch.randn([batch, 5, 1152], generator=g2)
+        extra["clip_vision_output"] = cvo
+    elif fam == "hunyuan_image21":
+        extra["guidance"] = 3.5
+    elif fam == "kandinsky5":
+        extra["pooled_output"] = rn(batch, 768)  # CLIP-L pooled, the model's in_text_dim2
+    elif fam == "ltxav":
+        # Gemma prompt embeddings as LTX-2's connectors output them: video and audio halves
+        ctx = rn(batch, L, 2 * tiny.unet_config["caption_channels"])
+        m = torch.zeros([batch, L], dtype=torch.long)
+        m[:, : (7 if positive else 4)] = 1
+        extra["attention_mask"] = m
+        extra["frame_rate"] = 25.0
     elif fam in ("wan21", "wan22"):
         if var == "i2v":
             # WanImageToVideo: concat latent (VAE-encoded start image + zeros), 4-channel mask, clip vision
@@ -510,6 +639,8 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
             cvo = import_comfy().comfy_clip_vision.Output()
             cvo.penultimate_hidden_states = torch.randn([batch, 257, 1280], generator=g2)
             extra["clip_vision_output"] = cvo
+        if var in ("fun_control", "s2v", "humo", "animate"):
+            extra.update(_wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
         if var == "vace":
             # WanVaceToVideo: control video latent (inactive+reactive, 32 ch) and 64-ch mask
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "vace"))
@@ -544,23 +675,79 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     return [[ctx, extra]]
 
 
+def _wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h: int, w: int, frames: int,
+                        face: bool = False) -> Dict[str, Any]:
+    """The extra inputs the Wan 2.2 variants' conditioning nodes set (comfy_extras/nodes_wan.py),
+    random where they carry an encoded image, video or sound. ``face``: Animate's face video
+    (512x512 frames through a full-size motion encoder: seconds per evaluation on a CPU)."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, var, tiny.seed, "inputs"))
+    rn = lambda *shape: torch.randn(shape, generator=g)  # noqa: E731
+    if var == "fun_control":
+        # WanFunControlToVideo: control video latent in the first 16 channels, start image after
+        return {"concat_latent_image": rn(batch, 32, frames, h, w)}
+    if var == "s2v":
+        # WanSoundImageToVideo: wav2vec layers per video frame (negative: silence), reference image,
+        # 19 motion frames, pose video
+        audio = rn(batch, 25, 1024, 4 * frames)
+        return {"audio_embed": audio if positive else audio * 0.0, "reference_latents": [rn(1, 16, 1, h, w)],
+                "reference_motion": rn(batch, 16, 19, h, w), "control_video": rn(batch, 16, frames, h, w)}
+    if var == "humo":
+        # WanHuMoImageToVideo: whisper features (8 windows x 5 blocks x 1280) per latent frame
+        # (negative: silence), reference image (negative: zeros)
+        audio, ref = rn(batch, frames, 8, 5, 1280), rn(1, 16, 1, h, w)
+        return {"audio_embed": audio if positive else audio * 0.0,
+                "reference_latents": [ref if positive else ref * 0.0]}
+    if var == "animate":
+        # WanAnimateToVideo: reference image latent + mask, pose video, CLIP vision of the reference
+        img = torch.zeros([batch, 16, frames, h, w])
+        img[:, :, :1] = rn(batch, 16, 1, h, w)
+        cvo = import_comfy().comfy_clip_vision.Output()
+        cvo.penultimate_hidden_states = rn(batch, 257, 1280)
+        out = {"concat_latent_image": img, "concat_mask": torch.zeros([1, 4, frames, h, w]),
+               "clip_vision_output": cvo, "pose_video_latent": rn(batch, 16, frames - 1, h, w)}
+        if face:
+            fv = torch.rand([batch, 3, 1, 512, 512], generator=g) * 2 - 1
+            out["face_video_pixels"] = fv if positive else fv * 0.0 - 1.0
+        return out
+    raise KeyError(var)
+
+
 # --------------------------------------------------------------------------
 # sampling
 # --------------------------------------------------------------------------
 
 
+def packed(x):
+    """A latent as one tensor: audio-video latents (``NestedTensor``) packed the way ComfyUI's
+    sampler packs them (``comfy.utils.pack_latents``: each part flattened, joined on the last dim)."""
+    if getattr(x, "is_nested", False):
+        return import_comfy().comfy_utils.pack_latents(x.unbind())[0]
+    return x
+
+
+def unpacked(tiny: TinyModel, x: torch.Tensor, batch: int = 1, h: int = 16, w: int = 16,
+             frames: Optional[int] = None) -> List[torch.Tensor]:
+    """The inverse of :func:`packed` for this model's latent of that size."""
+    lat = tiny.latent(batch, h, w, frames)
+    shapes = [t.shape for t in lat.unbind()] if getattr(lat, "is_nested", False) else [lat.shape]
+    return import_comfy().comfy_utils.unpack_latents(x, shapes)
+
+
 def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "euler", scheduler: str = "simple",
            seed: int = 0, batch: int = 1, h: int = 16, w: int = 16, frames: Optional[int] = None,
            denoise: float = 1.0, model=None, positive=None, negative=None, latent: Optional[torch.Tensor] = None,
-           callback: Optional[Callable] = None, noise_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+           callback: Optional[Callable] = None, noise_mask: Optional[torch.Tensor] = None,
+           sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sample with ComfyUI's real path (what ``nodes.common_ksampler`` does) and
-    return the output latent.
+    return the output latent (audio-video latents as one tensor, see :func:`packed`).
 
     ``model``: a patched clone to use instead of ``tiny.patcher``; for
     two-expert models (Wan 2.2 14B) a ``(high_noise, low_noise)`` pair (a
     single patcher replaces only the high-noise expert).
     ``latent``/``noise_mask``: like a LATENT dict's ``samples``/``noise_mask``
     (e.g. Wan22ImageToVideoLatent: start-image latent in frame 0, mask 0 there).
+    ``sigmas``: a custom schedule (as SamplerCustom takes) instead of ``steps``/``scheduler``;
+    single models only.
     """
     c = import_comfy()
     if frames is None:
@@ -585,9 +772,11 @@ def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "eu
     lat = c.sample.fix_empty_latent_channels(models[0], latent)
     noise = c.sample.prepare_noise(lat, seed)
     if len(models) == 1:
-        return c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
-                               denoise=denoise, noise_mask=noise_mask, callback=callback, disable_pbar=True,
-                               seed=seed)
+        return packed(c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
+                                      denoise=denoise, noise_mask=noise_mask, callback=callback, disable_pbar=True,
+                                      seed=seed, sigmas=sigmas))
+    if sigmas is not None:
+        raise ValueError("custom sigmas are for single models; two-expert models split one schedule")
 
     # Two KSamplerAdvanced nodes, as in the Wan 2.2 14B template workflows:
     # high-noise expert: add_noise, steps [0, split), return_with_leftover_noise
