@@ -3,6 +3,7 @@ block-level L2C schedule through ComfyUI's real sampling, save it in the pack's 
 hand back the patched model."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -318,6 +319,25 @@ def _normalize_weights(module: torch.nn.Module) -> int:
     return n
 
 
+@contextlib.contextmanager
+def _comfy_training():
+    """ComfyUI's switch to its differentiable code paths while a backward pass goes through the
+    model: from 0.29.0 on, Flux-style rotary embeddings (Flux, Chroma, HunyuanVideo, Kandinsky 5,
+    LTX, ...) otherwise run a comfy_kitchen kernel without a gradient formula. Set and reset the way
+    ComfyUI's own Train LoRA node does (comfy_extras/nodes_train.py); older releases lack the
+    switch and are differentiable anyway."""
+    mm = comfy.model_management
+    if not hasattr(mm, "in_training"):
+        yield
+        return
+    before = mm.in_training
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        mm.in_training = before
+
+
 def learn_schedule(model, adapter, positive, negative, latent, seed, steps, sampler_name, scheduler, cfg,
                    lam, theta, iterations, lr=0.25, init_logit=2.0, progress=None):
     """Trains a block-level router on the model's real blocks along its full-compute trajectory and
@@ -361,7 +381,7 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]):
+    with frozen([m.model]), _comfy_training():
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
@@ -455,6 +475,11 @@ class L2CLearnSchedule(io.ComfyNode):
         except Exception as e:
             if _is_oom(e):
                 raise _oom_message("L2C Learn Schedule", latent, e) from e
+            if "no autograd formula" in str(e):
+                raise RuntimeError(
+                    f"L2C Learn Schedule trains through the model's blocks, but this ComfyUI's {adapter.display} "
+                    f"code runs a kernel without a gradient ({e}). Learning a schedule is not possible for this "
+                    "model on this ComfyUI release; use TeaCache Patch, or a schedule learned elsewhere.") from e
             raise
         atomic_write(path, lambda tmp: sched.save(tmp))
         base = os.path.basename(path)

@@ -2,12 +2,16 @@
 real classes, ComfyUI's samplers at cfg > 1, our nodes patching through ComfyUI's mechanisms."""
 from __future__ import annotations
 
+import inspect
+import os
+
 import pytest
 import torch
 
 import tiny_models as tm
-from helpers import (adapter_of, count_block_runs, l2c, save_schedule, schedule_folder, summary,
+from helpers import (adapter_of, count_block_runs, holder_of, l2c, save_schedule, schedule_folder, summary,
                      teacache)
+from pack import sub
 
 FAMILIES = tm.family_ids()
 SINGLE = tm.single_model_ids()  # two-expert models split one schedule: the one-model tests skip them
@@ -112,3 +116,73 @@ def test_reuse_of_an_unchanged_input_reproduces_the_computed_output(tiny_models,
     s = summary(m)
     assert s["reused"] == len(s["streams"]), s  # exactly the repeated evaluation of each stream
     assert torch.allclose(out, base, rtol=1e-4, atol=1e-4), float((out - base).abs().max())
+
+
+@pytest.mark.parametrize("fam", SINGLE)
+def test_multi_evaluation_sampler_counts_steps(tiny_models, fam):
+    """heun evaluates twice per step: its second evaluation belongs to the step, not a new one."""
+    tiny = tiny_models(fam)
+    m = teacache(tiny.patcher, 1000.0)
+    out = tm.sample(tiny, steps=STEPS, model=m, sampler="heun")
+    assert torch.isfinite(out).all()
+    s = summary(m)
+    assert s["steps"] == STEPS
+    steps_seen = {r.step for r in holder_of(m).last_records}
+    assert steps_seen == set(range(STEPS))
+    assert s["reused"] > 0
+
+
+@pytest.mark.parametrize("fam", SINGLE)
+def test_second_run_at_another_size_behaves_as_fresh(tiny_models, fam):
+    tiny = tiny_models(fam)
+    m = teacache(tiny.patcher, 1000.0)
+    tm.sample(tiny, steps=STEPS, model=m)
+    other = dict(h=8, w=24) if not tiny.video else dict(h=8, w=24, frames=tiny.default_frames + 1)
+    pos, neg = tiny.positive(**other), tiny.negative(**other)
+    second = tm.sample(tiny, steps=STEPS, model=m, positive=pos, negative=neg, **other)
+    fresh = tm.sample(tiny, steps=STEPS, model=teacache(tiny.patcher, 1000.0), positive=pos, negative=neg, **other)
+    assert torch.equal(second, fresh)
+    assert summary(m)["reused"] > 0
+
+
+def _no_gradient(tiny) -> bool:
+    """ComfyUI 0.29.0's Cosmos-Predict2 attention calls comfy_kitchen's fused rms_rope_split_half,
+    which has no autograd formula and no differentiable fallback (ComfyUI cannot train it either)."""
+    if tiny.family != "cosmos_predict2":
+        return False
+    import comfy.ldm.cosmos.predict2 as predict2
+    return "ck.rms_rope_split_half" in inspect.getsource(predict2)
+
+
+@pytest.mark.parametrize("fam", SINGLE)
+def test_l2c_learn_then_apply(tiny_models, fam):
+    """L2C Learn Schedule on this family's real blocks, then the schedule through L2C Schedule
+    Loader: it is this family's, has one row per step and column per block, and applies."""
+    tiny = tiny_models(fam)
+    ln = sub("nodes.learn_nodes")
+    L2CSchedule = sub("cache_core.l2c").L2CSchedule
+    ad = adapter_of(tiny.patcher)
+    if _no_gradient(tiny):
+        with schedule_folder() as d:
+            with pytest.raises(RuntimeError, match="kernel without a gradient"):
+                ln.L2CLearnSchedule.execute(tiny.patcher, tiny.positive(), tiny.negative(),
+                                            {"samples": tiny.latent()}, 0, STEPS, "euler", "simple", 2.5, 1.0,
+                                            0.87, 1, "never_saved")
+            assert not os.listdir(d)
+        return
+    with schedule_folder() as d:
+        # a few updates with a large lam and theta just under the initial beta (sigmoid(2) = 0.881):
+        # blocks the loss pushes down reuse, so the apply step has reuse to count (how well the
+        # router learns is tested on Flux in test_learn_nodes.py)
+        learned, report, heat = ln.L2CLearnSchedule.execute(
+            tiny.patcher, tiny.positive(), tiny.negative(), {"samples": tiny.latent()}, 0, STEPS, "euler",
+            "simple", 2.5, 1.0, 0.87, 3, f"tiny_{ad.name}").args
+        sched = L2CSchedule.load(f"{d}/tiny_{ad.name}.safetensors")
+        assert sched.family == ad.name and sched.steps == STEPS and sched.layers == ad.n_blocks, report
+        loaded, text = l2c(tiny.patcher, f"tiny_{ad.name}.safetensors")
+        out = tm.sample(tiny, steps=STEPS, model=loaded)
+    assert torch.isfinite(out).all()
+    reused = int((~sched.compute[:, :, 0]).sum())
+    assert reused > 0, report
+    s = summary(loaded)
+    assert s["layers_reused"] == reused * len(s["streams"]), (s, reused)

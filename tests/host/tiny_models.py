@@ -200,8 +200,11 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
                                     requires="WAN21_FunControl2V"),
     ("wan21", "humo"): _Spec("WAN21_HuMo", dict(_WAN_BASE, model_type="humo"), True, video=True, default_frames=3,
                              ctx_dim=4096, blocks=("blocks",), requires="WAN21_HuMo", fixed_size=("audio_proj",)),
-    ("wan22", "s2v"): _Spec("WAN22_S2V", dict(_WAN_BASE, model_type="s2v"), True, video=True, default_frames=3,
-                            ctx_dim=4096, blocks=("blocks",), requires="WAN22_S2V"),
+    # S2V injects the audio after blocks 0, 4, 8, ... of 40; here after both blocks, so that one
+    # injection lands inside the block stack and one after its last block (config given whole:
+    # detection would keep the 40-block injection list)
+    ("wan22", "s2v"): _Spec("WAN22_S2V", dict(_WAN_BASE, model_type="s2v", audio_inject_layers=[0, 1]), False,
+                            video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",), requires="WAN22_S2V"),
     # 5 blocks: Animate fuses the face motion after every 5th block, with num_layers // 5 fusers
     ("wan22", "animate"): _Spec("WAN22_Animate", dict(_WAN_BASE, model_type="animate", in_dim=36, num_layers=5),
                                 True, video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
