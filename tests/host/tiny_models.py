@@ -74,7 +74,7 @@ Families / variants (``FAMILIES``):
   (control video in the concat latent), ``wan21:humo`` (audio + reference),
   ``wan22:s2v`` (audio, reference, motion frames, pose video),
   ``wan22:animate`` (pose video, reference image; the face video only on
-  request, see ``_wan_variant_inputs``)
+  request, see ``wan_variant_inputs``)
 
 How cond/uncond reach the model (ComfyUI batches them only when every cond
 can be concatenated): one batched call per step for all families except
@@ -643,7 +643,7 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
             cvo.penultimate_hidden_states = torch.randn([batch, 257, 1280], generator=g2)
             extra["clip_vision_output"] = cvo
         if var in ("fun_control", "s2v", "humo", "animate"):
-            extra.update(_wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
+            extra.update(wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
         if var == "vace":
             # WanVaceToVideo: control video latent (inactive+reactive, 32 ch) and 64-ch mask
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "vace"))
@@ -678,12 +678,13 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     return [[ctx, extra]]
 
 
-def _wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h: int, w: int, frames: int,
-                        face: bool = False) -> Dict[str, Any]:
+def wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h: int, w: int, frames: int,
+                        face: bool = False, salt: str = "inputs") -> Dict[str, Any]:
     """The extra inputs the Wan 2.2 variants' conditioning nodes set (comfy_extras/nodes_wan.py),
-    random where they carry an encoded image, video or sound. ``face``: Animate's face video
-    (512x512 frames through a full-size motion encoder: seconds per evaluation on a CPU)."""
-    g = torch.Generator().manual_seed(_seed_for(tiny.family, var, tiny.seed, "inputs"))
+    random where they carry an encoded image, video or sound (``salt`` draws another set). ``face``:
+    Animate's face video (512x512 frames through a full-size motion encoder: seconds per evaluation
+    on a CPU)."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, var, tiny.seed, salt))
     rn = lambda *shape: torch.randn(shape, generator=g)  # noqa: E731
     if var == "fun_control":
         # WanFunControlToVideo: control video latent in the first 16 channels, start image after
