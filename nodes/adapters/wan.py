@@ -113,9 +113,11 @@ class WanAdapter(ReplaceAdapter):
         # Wan 2.2 has no published set: its 14B experts use the Wan 2.1 14B sets, and TI2V 5B
         # (dim 3072, closest dense t2v) the 1.3B set. Calibrate for better results.
         # S2V, HuMo and Animate add audio/face paths of their own: no set fits them, raw it is.
+        # The i2v sets were fitted on 14B; a narrower i2v-type model (Fun 1.3B InP/Control) takes the
+        # 1.3B set, fitted at its width.
         if self._own_inputs():
             return "raw"
-        if self._is_i2v():
+        if self._is_i2v() and self.dm.dim >= _WIDE:
             return "wan2.1_i2v_480p_14B_ret"
         if self.dm.dim >= _WIDE:
             return "wan2.1_t2v_14B_ret"
@@ -127,7 +129,7 @@ class WanAdapter(ReplaceAdapter):
             # raw on e0: the 14B ret set maps e0 changes of 0.03-0.07 to about 4x that, so 0.05
             # raw reuses about as often as 0.2 does there; calibrate for your model
             return 0.05
-        if self._is_i2v():
+        if self._is_i2v() and self.dm.dim >= _WIDE:
             return 0.26
         return 0.2 if self.dm.dim >= _WIDE else 0.08
 

@@ -186,3 +186,46 @@ def test_l2c_learn_then_apply(tiny_models, fam):
     assert reused > 0, report
     s = summary(loaded)
     assert s["layers_reused"] == reused * len(s["streams"]), (s, reused)
+
+
+# family id -> (adapter, TeaCache coefficients and threshold that "auto" and -1 pick)
+AUTO = {
+    "hunyuan_video": ("hunyuan_video", "hunyuan_video", 0.15),
+    "hunyuan_video15": ("hunyuan_video15", "hunyuan_video1.5_t2v_480p", 0.15),
+    "hunyuan_image21": ("hunyuan_image21", "raw", 0.15),
+    "ltxav": ("ltxav", "raw", 0.05),
+    "kandinsky5:video": ("kandinsky5", "raw", 0.1),
+    "kandinsky5:image": ("kandinsky5", "raw", 0.1),
+    "wan21:fun_control": ("wan", "wan2.1_t2v_1.3B_ret", 0.08),
+    "wan21:humo": ("wan", "raw", 0.05),
+    "wan22:s2v": ("wan", "raw", 0.05),
+    "wan22:animate": ("wan", "raw", 0.05),
+}
+
+
+@pytest.mark.parametrize("fam", [f for f in FAMILIES if f in AUTO])
+def test_family_detected_with_its_coefficients(tiny_models, fam):
+    """Each model is its own family (HunyuanVideo 1.5 is not HunyuanVideo 1.0, whose coefficients
+    it used to get), and TeaCache Patch's auto settings are that family's."""
+    tiny = tiny_models(fam)
+    h = holder_of(teacache(tiny.patcher, -1.0, coefficients="auto"))
+    assert (h.adapter.name, h.teacache.coefficients.name, h.teacache.rel_l1_thresh) == AUTO[fam]
+
+
+def test_hunyuan_single_blocks_with_an_unknown_token_order_are_refused(tiny_models):
+    """ComfyUI moved the text tokens in front of the image tokens in HunyuanVideo's single blocks
+    (0.3.64: image first, flagged by flipped_img_txt; 0.29.0: text first, with img_slice). A
+    release that does neither must get a clear error, never a residual on the wrong tokens."""
+    tiny = tiny_models("hunyuan_image21")
+    hooks = adapter_of(tiny.patcher).hooks()
+    err = sub("nodes.adapters.base").AdapterMismatchError
+    like, joined = torch.zeros(1, 4, 8), torch.zeros(1, 7, 8)
+    last = hooks.n_blocks - 1
+    hooks.image_first = False
+    with pytest.raises(err, match="changed the model code"):
+        hooks.stack_output(last, {"img": joined}, {"transformer_options": {}}, like)
+    with pytest.raises(err, match="changed the model code"):  # img_slice that does not fit the shapes
+        hooks.final_outputs(last, {"img": joined, "transformer_options": {"img_slice": [1, 7]}}, like)
+    out = hooks.stack_output(last, {"img": torch.arange(7.0).view(1, 7, 1).expand(1, 7, 8)},
+                             {"transformer_options": {"img_slice": [3, 7]}}, like)
+    assert out[0, :, 0].tolist() == [3.0, 4.0, 5.0, 6.0]
