@@ -120,19 +120,20 @@ def combo_options(typ, opts) -> list | None:
 
 
 FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".json", ".png", ".jpg", ".jpeg",
-             ".webp", ".mp4")
+             ".webp", ".mp4", ".wav", ".flac", ".mp3")
 
 
 def is_file_combo(name: str, opts: dict) -> bool:
     """A combo listing files of a models/input folder: it may name files absent here."""
-    return (name.endswith("_name") or name[:-1].endswith("_name") or name in ("schedule", "image", "video", "audio")
+    return (name.endswith("_name") or name[:-1].endswith("_name") or name in ("schedule", "image", "video", "audio", "file", "text_encoder")
             or bool(opts.get("image_upload")))
 
 
 def is_widget(typ, opts) -> bool:
     if opts.get("forceInput"):
         return False
-    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
+    # a V3 MultiType input ("FLOAT,INT") shows the widget its first type names
+    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or opts.get("widgetType") in WIDGET_TYPES
 
 
 def ordered_inputs(info: dict) -> list[str]:
@@ -299,7 +300,9 @@ class Graph:
             "links": [list(l) for l in self.links],
             "groups": self.groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "dit_cache": {"generated_by": "workflows/make_workflows.py"}},
+            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "dit_cache": dict(
+                {"generated_by": "workflows/make_workflows.py"},
+                **({"min_comfyui": MIN_COMFYUI[self.name]} if self.name in MIN_COMFYUI else {}))},
             "version": 0.4,
         }
 
@@ -553,6 +556,166 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def hunyuan_video15(g):
+    unet = g.add("UNETLoader", unet_name="hunyuanvideo1.5_480p_t2v_fp16.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15")
+    vae = g.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)  # the shift LightX2V fitted 480p t2v at
+    tc = teacache(g, ms)
+    pos = encode(g, clip.out(0), "a paper boat drifting down a rainy street gutter, close-up, cinematic")
+    neg = encode(g, clip.out(0), "")
+    lat = g.add("EmptyHunyuanVideo15Latent", width=848, height=480, length=61, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=50, cfg=6.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/hunyuan_video15", fps=24.0)
+
+
+def hunyuan_image21(g):
+    unet = g.add("UNETLoader", unet_name="hunyuanimage2.1_bf16.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b.safetensors",
+                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_image")
+    vae = g.add("VAELoader", vae_name="hunyuan_image_2.1_vae_fp16.safetensors")
+    tc = teacache(g, unet)
+    pos = encode(g, clip.out(0), "a bakery window at dawn with a chalkboard that reads \"fresh bread\"")
+    neg = encode(g, clip.out(0), "")
+    lat = g.add("EmptyHunyuanImageLatent", width=2048, height=2048, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=20, cfg=3.5)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/hunyuan_image21")
+
+
+def ltx2_av(g):
+    """LTX-2: one sampler over the joined video + audio latent; TeaCache decides for both at once."""
+    ck = g.add("CheckpointLoaderSimple", ckpt_name="ltx-2-19b-dev.safetensors")
+    clip = g.add("LTXAVTextEncoderLoader", text_encoder="gemma_3_12B_it.safetensors",
+                 ckpt_name="ltx-2-19b-dev.safetensors")
+    avae = g.add("LTXVAudioVAELoader", ckpt_name="ltx-2-19b-dev.safetensors")
+    tc = teacache(g, ck)
+    pos = encode(g, clip.out(0), "a street musician plays a trumpet under a bridge, the sound echoes, warm evening light")
+    neg = encode(g, clip.out(0), "low quality, worst quality, distorted, muffled audio")
+    cond = g.add("LTXVConditioning", positive=pos, negative=neg, frame_rate=25.0)
+    video = g.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
+    audio = g.add("LTXVEmptyLatentAudio", frames_number=97, frame_rate=25.0, batch_size=1, audio_vae=avae.out(0))
+    av = g.add("LTXVConcatAVLatent", video_latent=video.out(0), audio_latent=audio.out(0))
+    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), av.out(0), steps=40, cfg=4.0)
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=ks.out(0))
+    sep = g.add("LTXVSeparateAVLatent", av_latent=stats.out(0))
+    frames = g.add("VAEDecode", samples=sep.out("video_latent"), vae=ck.out("VAE"))
+    sound = g.add("LTXVAudioVAEDecode", samples=sep.out("audio_latent"), audio_vae=avae.out(0))
+    vid = g.add("CreateVideo", images=frames.out(0), fps=25.0, audio=sound.out(0))
+    g.add("SaveVideo", video=vid.out(0), filename_prefix="dit-cache/ltx2")
+
+
+def kandinsky5_video(g):
+    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2v_sft_5s.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
+                 type="kandinsky5")
+    vae = g.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=10.0)
+    tc = teacache(g, ms)
+    text = "a hummingbird hovers at a red flower, slow motion, shallow depth of field"
+    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
+    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=VIDEO_NEG, qwen25_7b=VIDEO_NEG)
+    lat = g.add("EmptyHunyuanLatentVideo", width=768, height=512, length=121, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=5.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/kandinsky5_video", fps=24.0)
+
+
+def kandinsky5_image(g):
+    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2i.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
+                 type="kandinsky5_image")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=3.0)
+    tc = teacache(g, ms)
+    text = "an isometric illustration of a tiny island with a lighthouse, pastel colors"
+    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
+    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=NEG, qwen25_7b=NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=3.5)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/kandinsky5_image")
+
+
+def _wan_audio(g, encoder_file):
+    enc = g.add("AudioEncoderLoader", audio_encoder_name=encoder_file)
+    audio = g.add("LoadAudio", audio="speech.wav")
+    return g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0)).out(0)
+
+
+def wan22_s2v(g):
+    """Wan 2.2 S2V: the sound, a reference image and (optionally) a pose video steer the video."""
+    unet = g.add("UNETLoader", unet_name="wan2.2_s2v_14B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ref = g.add("LoadImage", image="example.png")
+    s2v = g.add("WanSoundImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
+                batch_size=1, audio_encoder_output=_wan_audio(g, "wav2vec2_large_english_fp16.safetensors"),
+                ref_image=ref.out(0))
+    ks = ksampler(g, tc, s2v.out("positive"), s2v.out("negative"), s2v.out("latent"), steps=20, cfg=6.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_s2v", fps=16.0)
+
+
+def wan21_humo(g):
+    """HuMo: the sound and a reference image of the subject steer the video."""
+    unet = g.add("UNETLoader", unet_name="humo_17B_fp8_e4m3fn.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ref = g.add("LoadImage", image="example.png")
+    humo = g.add("WanHuMoImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480,
+                 length=97, batch_size=1, audio_encoder_output=_wan_audio(g, "whisper_large_v3_fp16.safetensors"),
+                 ref_image=ref.out(0))
+    ks = ksampler(g, tc, humo.out("positive"), humo.out("negative"), humo.out("latent"), steps=30, cfg=5.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_humo", fps=25.0)
+
+
+def wan22_animate(g):
+    """Wan 2.2 Animate: a reference character moved by a pose video and a face video."""
+    unet = g.add("UNETLoader", unet_name="wan2.2_animate_14B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
+    ref = g.add("LoadImage", image="example.png")
+    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=ref.out(0), crop="none")
+    pose = g.add("GetVideoComponents", video=g.add("LoadVideo", file="pose.mp4").out(0))
+    face = g.add("GetVideoComponents", video=g.add("LoadVideo", file="face.mp4").out(0))
+    anim = g.add("WanAnimateToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
+                 batch_size=1, clip_vision_output=cvo.out(0), reference_image=ref.out(0),
+                 pose_video=pose.out("images"), face_video=face.out("images"))
+    ks = ksampler(g, tc, anim.out("positive"), anim.out("negative"), anim.out("latent"), steps=20, cfg=1.0)
+    # the reference image is the latent's first frame: drop it before decoding
+    trim = g.add("TrimVideoLatent", title="Trim the reference frame", samples=ks.out(0), trim_amount=1)
+    stats_then_decode(g, tc, trim.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_animate", fps=16.0)
+
+
+def wan21_fun_control(g):
+    """Wan Fun-control: a control video (depth, pose, edges) in the conditioning latent."""
+    unet = g.add("UNETLoader", unet_name="wan2.1_fun_control_1.3B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ctrl = g.add("GetVideoComponents", video=g.add("LoadVideo", file="control.mp4").out(0))
+    fun = g.add("WanFunControlToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=81,
+                batch_size=1, control_video=ctrl.out("images"))
+    ks = ksampler(g, tc, fun.out("positive"), fun.out("negative"), fun.out("latent"), steps=30, cfg=6.0,
+                  sampler="uni_pc")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_fun_control", fps=16.0)
+
+
+# workflows whose stock nodes or model first shipped in a later ComfyUI than the oldest tested one
+MIN_COMFYUI = {"hunyuan_video15_teacache": "0.29.0", "ltx2_av_teacache": "0.29.0",
+               "kandinsky5_video_teacache": "0.29.0", "kandinsky5_image_teacache": "0.29.0"}
+
+
+def release_has(name: str, version: str | None) -> bool:
+    """Whether ComfyUI ``version`` (None: any) is new enough for workflow ``name``."""
+    def key(v):
+        return tuple(int(p) for p in v.split(".")[:3] if p.isdigit())
+    need = MIN_COMFYUI.get(name)
+    return need is None or version is None or key(version) >= key(need)
+
+
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -568,12 +731,24 @@ WORKFLOWS = {
     "hidream_teacache": hidream,
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
+    "hunyuan_video15_teacache": hunyuan_video15,
+    "hunyuan_image21_teacache": hunyuan_image21,
+    "ltx2_av_teacache": ltx2_av,
+    "kandinsky5_video_teacache": kandinsky5_video,
+    "kandinsky5_image_teacache": kandinsky5_image,
+    "wan22_s2v_teacache": wan22_s2v,
+    "wan21_humo_teacache": wan21_humo,
+    "wan22_animate_teacache": wan22_animate,
+    "wan21_fun_control_teacache": wan21_fun_control,
 }
 
 
-def build_all(infos: dict) -> dict[str, str]:
+def build_all(infos: dict, version: str | None = None) -> dict[str, str]:
+    """Every workflow the ComfyUI ``version`` has the nodes for (None: all)."""
     out = {}
     for name, fn in WORKFLOWS.items():
+        if not release_has(name, version):
+            continue
         g = Graph(infos, name)
         fn(g)
         out[name + ".json"] = json.dumps(g.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -584,8 +759,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
-    infos, _ = object_info()
-    files = build_all(infos)
+    ns = _comfy()
+    infos, _ = object_info(ns)
+    files = build_all(infos, ns.version)
     changed = []
     for fname, text in files.items():
         path = HERE / fname
@@ -594,7 +770,7 @@ def main(argv=None) -> int:
             changed.append(fname)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files and release_has(p.stem, ns.version))
     if args.check:
         if changed or stale:
             print("out of date:", ", ".join(changed + stale))
