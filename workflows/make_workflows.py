@@ -1,5 +1,6 @@
 """Generate the example workflows in this folder (ComfyUI UI / litegraph format, drag-and-drop
-loadable), one per model family plus an L2C one.
+loadable), one per model family plus an L2C one and a with/without-TeaCache comparison
+(``compare_graph``, reusable for any model).
 
     python workflows/make_workflows.py            # write workflows/*.json
     python workflows/make_workflows.py --check    # exit 1 if a file would change
@@ -311,9 +312,14 @@ VIDEO_NEG = ("static, overexposed, blurry details, subtitles, worst quality, low
              "deformed, disfigured, extra fingers, still picture, messy background")
 
 
-def teacache(g, model, title=None):
-    return g.add("DitCache_TeaCachePatch", title=title, model=model.out(0) if isinstance(model, Node) else model,
-                 rel_l1_thresh=-1.0, start_percent=0.0, end_percent=1.0, coefficients="auto",
+def output(x, slot=0):
+    """A node's output (``(node, slot)``), or ``x`` itself when it is one already."""
+    return x.out(slot) if isinstance(x, Node) else x
+
+
+def teacache(g, model, title=None, rel_l1_thresh=-1.0, coefficients="auto"):
+    return g.add("DitCache_TeaCachePatch", title=title, model=output(model),
+                 rel_l1_thresh=rel_l1_thresh, start_percent=0.0, end_percent=1.0, coefficients=coefficients,
                  cache_device="main", max_consecutive_skips=0)
 
 
@@ -329,9 +335,35 @@ def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache",
     return stats
 
 
-def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42):
-    return g.add("KSampler", model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, title=None):
+    return g.add("KSampler", title=title, model=output(model), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                  scheduler=scheduler, positive=pos, negative=neg, latent_image=latent, denoise=1.0)
+
+
+def compare_graph(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, vae=None,
+                  to_image=None, prefix="dit-cache/compare", rel_l1_thresh=-1.0, coefficients="auto") -> dict:
+    """The same seed sampled twice from ``model`` (a node or ``(node, slot)``), without and with
+    TeaCache Patch, then Cache Stats on the cached run and Cache Compare of the two.
+
+    How the latents become pictures: ``to_image(g, latent_output) -> image_output`` (any decoder,
+    e.g. a model's own latent-to-pixel map) makes IMAGEs that Cache Compare compares and
+    SaveImage keeps; else ``vae`` (a VAE output) goes to Cache Compare, which decodes both
+    latents, and VAEDecode + SaveImage keep the cached picture; with neither, the latents are
+    compared in latent space. Returns the nodes by role: reference, teacache, cached, stats, compare."""
+    tc = teacache(g, model, rel_l1_thresh=rel_l1_thresh, coefficients=coefficients)
+    ref = ksampler(g, model, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (no cache)")
+    cached = ksampler(g, tc, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (TeaCache)")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=cached.out(0))
+    if to_image is not None:
+        ref_img, cached_img = to_image(g, ref.out(0)), to_image(g, stats.out(0))
+        cmp = g.add("DitCache_CacheCompare", reference=ref_img, cached=cached_img, model=tc.out(0))
+        g.add("SaveImage", images=cached_img, filename_prefix=prefix)
+    else:
+        cmp = g.add("DitCache_CacheCompare", reference=ref.out(0), cached=stats.out(0), vae=vae, model=tc.out(0))
+        if vae is not None:
+            dec = g.add("VAEDecode", samples=stats.out(0), vae=vae)
+            g.add("SaveImage", images=dec.out(0), filename_prefix=prefix)
+    return {"reference": ref, "teacache": tc, "cached": cached, "stats": stats, "compare": cmp}
 
 
 def encode(g, clip, text):
@@ -553,6 +585,20 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def flux_compare(g):
+    """Flux dev, the same seed with and without TeaCache, compared by Cache Compare."""
+    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
+    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
+                                                                     "morning light, 35mm photo"), guidance=3.5)
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    compare_graph(g, ms, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0, vae=vae.out(0),
+                  prefix="dit-cache/flux_compare")
+
+
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -568,6 +614,7 @@ WORKFLOWS = {
     "hidream_teacache": hidream,
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
+    "flux_compare_teacache": flux_compare,
 }
 
 

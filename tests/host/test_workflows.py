@@ -11,6 +11,8 @@ For every ``workflows/*.json`` (ComfyUI UI / litegraph format):
   each inside its declared range / combo options (file-list combos may name absent files);
 * every workflow patches its model with TeaCache Patch at the recommended threshold (-1) or
   an L2C schedule, and has a Cache Stats node whose model comes from a patched model;
+* a workflow with Cache Compare samples the same seed, conditioning and latent on the unpatched
+  model (its reference) and through TeaCache Patch (its cached input);
 * ``workflows/make_workflows.py`` reproduces the files exactly (no hand edits drift).
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 WF_DIR = REPO / "workflows"
 FILES = sorted(WF_DIR.glob("*.json"))
 OURS_PATCH = {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader"}
+COMPARE = "DitCache_CacheCompare"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
 
@@ -61,7 +64,7 @@ def test_there_are_workflows():
 
 def test_our_nodes_are_registered(registry):
     infos, ours = registry
-    assert {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader", "DitCache_CacheStats"} <= ours
+    assert {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader", "DitCache_CacheStats", COMPARE} <= ours
     assert infos["DitCache_TeaCachePatch"]["display_name"] == "TeaCache Patch"
 
 
@@ -234,12 +237,60 @@ def test_workflow_uses_cache_nodes(path, registry, gen):
         assert pt.get("link") is not None, "Cache Stats' passthrough should carry the sampler output"
     samplers = [n for n in wf["nodes"] if n["type"] in ("KSampler", "KSamplerAdvanced")]
     assert samplers
+    references = {_upstream_sampler(wf, c, "reference")["id"] for c in wf["nodes"] if c["type"] == COMPARE}
     for k in samplers:
-        assert _upstream_patch(wf, k) is not None, f"{k['type']} {k['id']} samples an unpatched model"
+        if k["id"] not in references:  # Cache Compare's reference is the uncached run
+            assert _upstream_patch(wf, k) is not None, f"{k['type']} {k['id']} samples an unpatched model"
     if "wan22" in path.stem:
         assert len(tcs) == 2 and len([k for k in samplers if k["type"] == "KSamplerAdvanced"]) == 2
     if "l2c" in path.stem:
         assert any(n["type"] == "DitCache_L2CScheduleLoader" for n in wf["nodes"])
+
+
+def _upstream_sampler(wf, node, slot_name):
+    """The sampler whose output reaches ``node``'s input ``slot_name`` (through Cache Stats'
+    passthrough, VAE Decode or any other node's first linked input)."""
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {l[0]: l for l in wf["links"]}
+    cur, seen = node, set()
+    while True:
+        slot = next((i for i in cur["inputs"] if i["name"] == slot_name), None) if slot_name else \
+            next((i for i in cur["inputs"] if i.get("link") is not None), None)
+        assert slot is not None and slot.get("link") is not None, f"{cur['type']}.{slot_name} is not connected"
+        up = nodes[links[slot["link"]][1]]
+        assert up["id"] not in seen
+        seen.add(up["id"])
+        if up["type"] in ("KSampler", "KSamplerAdvanced"):
+            return up
+        cur, slot_name = up, ("passthrough" if up["type"] == "DitCache_CacheStats" else None)
+
+
+COMPARES = [p for p in FILES if any(n["type"] == COMPARE for n in _load(p)["nodes"])]
+
+
+def test_there_is_a_compare_workflow():
+    assert COMPARES, "no workflow with Cache Compare"
+
+
+@pytest.mark.parametrize("path", COMPARES, ids=[p.stem for p in COMPARES])
+def test_compare_workflow_same_seed_with_and_without_cache(path):
+    """Cache Compare's reference is the same sampling as its cached input, on the unpatched model."""
+    wf = _load(path)
+    links = {l[0]: l for l in wf["links"]}
+    for c in (n for n in wf["nodes"] if n["type"] == COMPARE):
+        ref, cached = _upstream_sampler(wf, c, "reference"), _upstream_sampler(wf, c, "cached")
+        assert ref["id"] != cached["id"]
+        assert _upstream_patch(wf, ref) is None, "the reference samples a patched model"
+        patch = _upstream_patch(wf, cached)
+        assert patch is not None and patch["type"] == "DitCache_TeaCachePatch"
+        assert (_upstream_patch(wf, c) or {}).get("id") == patch["id"], "Cache Compare's model is not the cached run's"
+        assert ref["widgets_values"] == cached["widgets_values"]  # seed, steps, cfg, sampler, scheduler
+        origin = lambda k, name: links[next(i for i in k["inputs"] if i["name"] == name)["link"]][1:3]  # noqa: E731
+        for name in ("positive", "negative", "latent_image"):
+            assert origin(ref, name) == origin(cached, name), name
+        ref_model = origin(ref, "model")
+        tc_model = links[next(i for i in patch["inputs"] if i["name"] == "model")["link"]][1:3]
+        assert ref_model == tc_model, "the reference and TeaCache Patch sample different models"
 
 
 def test_generator_reproduces_files(registry, gen):
