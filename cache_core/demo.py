@@ -24,7 +24,7 @@ Metrics (images clamped to [-1, 1], data range L = 2), computed by kornia throug
   SSIM  C1 = (0.01 L)^2, C2 = (0.03 L)^2, local statistics from kornia's 3x3 Gaussian window
         (sigma 1.5) without padding (a 6x6 map per 8x8 image), averaged over the map and the
         samples. Until this switch the demo used its own SSIM with sigma 1.0: on the demo's
-        samples the two differ by at most 0.002 (see bench/results/fidelity.md).
+        samples the two differ by at most 0.0019 (bench/README.md); PSNR is the same formula.
   classifier  multinomial logistic regression on the [-1, 1]-scaled digits, trained by
         reference/train_reference.py and shipped as data/reference_classifier.json (numpy only).
 """
