@@ -45,8 +45,8 @@ LEFT_OUT = {"torch", "torchvision", "torchaudio", "spandrel"}
 ENV_FORMAT = "1"
 
 
-sys.path.insert(0, str(HOST_TESTS))
-from comfy_env import comfy_version, enclosing_comfyui, is_comfyui as _is_comfyui  # noqa: E402
+sys.path.insert(0, str(REPO))
+from devtools.comfy_host import comfy_version, enclosing_comfyui, is_comfyui as _is_comfyui  # noqa: E402
 
 
 @dataclass
