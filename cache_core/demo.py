@@ -79,15 +79,15 @@ class DigitClassifier:
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
     """PSNR in dB of two sample batches clamped to [-1, 1]: one MSE over all pixels of all
-    samples, ``inf`` when identical (:func:`cache_core.metrics.psnr`, kornia)."""
-    return metrics.psnr(a.clamp(-1, 1), b.clamp(-1, 1), data_range)
+    samples, ``inf`` when identical (:func:`cache_core.metrics.psnr`, kornia, in float64)."""
+    return metrics.psnr(a.double().clamp(-1, 1), b.double().clamp(-1, 1), data_range)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0, window: int = 3) -> float:
     """Mean SSIM of two [N, C, H, W] batches clamped to [-1, 1]: a 3x3 Gaussian window
     (sigma 1.5) without padding, i.e. a 6x6 map per 8x8 image (:func:`cache_core.metrics.ssim`,
-    kornia)."""
-    return metrics.ssim(a.clamp(-1, 1), b.clamp(-1, 1), data_range, window)
+    kornia, in float64)."""
+    return metrics.ssim(a.double().clamp(-1, 1), b.double().clamp(-1, 1), data_range, window)
 
 
 # -- L2C on the reference model ---------------------------------------------------------------

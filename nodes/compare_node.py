@@ -175,9 +175,8 @@ class CacheCompare(io.ComfyNode):
         check_pair(ref, cac)
         rng = data_range(ref)
         window = metrics.ssim_window(*ref.values.shape[-2:])
-        fid = metrics.fidelity(cac.values, ref.values, rng, window)
-        per_image = ([metrics.fidelity(cac.values[i:i + 1], ref.values[i:i + 1], rng, window)
-                      for i in range(ref.values.shape[0])] if ref.values.shape[0] > 1 else [fid])
+        fid = metrics.fidelity(cac.values, ref.values, rng, window, per_image=ref.values.shape[0] > 1)
+        per_image = list(fid.per_image) or [fid]
         run, run_id = run_line(model, cac)
         report = build_report(ref, fid, per_image, run)
         if ref.space == "image":

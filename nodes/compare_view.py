@@ -70,7 +70,7 @@ def compare_view(reference: torch.Tensor, cached: torch.Tensor, shown_ref: torch
     """One picture per batch item: the two displayable batches ``shown_*`` ([N, 3, H, W] in
     [0, 1]) and a heat map of max over channels of |cached - reference| (the compared values),
     scaled to the largest difference of the batch. Returns a ComfyUI IMAGE [N, H', W', 3]."""
-    diff = (cached.double() - reference.double()).abs().amax(1, keepdim=True).float()
+    diff = (cached.float() - reference.float()).abs().amax(1, keepdim=True)
     peak = float(diff.max()) if diff.numel() else 0.0
     heat = heat_colors(diff / peak if peak > 0 else diff)
     ph, pw = _panel_size(*reference.shape[-2:])

@@ -35,16 +35,27 @@ def test_flat_equal_images_score_one():
     assert metrics.ssim(z, z, 1.0) == 1.0
 
 
-def test_numbers_are_kornias():
-    a, b = _pair()
-    a64, b64 = a.double(), b.double()
-    assert metrics.psnr(a, b, 1.0) == float(kornia.metrics.psnr(a64, b64, 1.0))
-    assert metrics.ssim(a, b, 1.0, 11) == float(kornia.metrics.ssim(a64, b64, 11, 1.0, eps=0.0,
-                                                                    padding="valid").mean())
-    assert metrics.max_abs_diff(a, b) == float((a64 - b64).abs().max())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numbers_are_kornias(dtype):
+    a, b = (t.to(dtype) for t in _pair())
+    smap = kornia.metrics.ssim(a, b, 11, 1.0, eps=0.0, padding="valid")
+    assert metrics.psnr(a, b, 1.0) == float(kornia.metrics.psnr(a, b, 1.0))
+    assert metrics.ssim(a, b, 1.0, 11) == float(smap.mean(dtype=torch.float64))
+    assert metrics.max_abs_diff(a, b) == float((a - b).abs().max())
+    f = metrics.fidelity(a, b, 1.0, per_image=True)
+    assert (f.psnr, f.ssim, f.window) == (metrics.psnr(a, b, 1.0), metrics.ssim(a, b, 1.0, 11), 11)
+    assert [p.ssim for p in f.per_image] == [float(smap[i].mean(dtype=torch.float64)) for i in range(3)]
+    assert [p.psnr for p in f.per_image] == [float(kornia.metrics.psnr(a[i], b[i], 1.0)) for i in range(3)]
     # PSNR is 10 log10(L^2 / MSE) with one MSE over everything
-    mse = float((a64 - b64).pow(2).mean())
-    assert metrics.psnr(a, b, 2.0) == pytest.approx(10 * math.log10(4.0 / mse), rel=1e-12)
+    mse = float((a.double() - b.double()).pow(2).mean())
+    assert metrics.psnr(a, b, 2.0) == pytest.approx(10 * math.log10(4.0 / mse), rel=1e-5)
+
+
+def test_half_and_integer_inputs_are_compared_in_float32():
+    a, b = _pair()
+    assert metrics.psnr(a.half(), b.half(), 1.0) == metrics.psnr(a.half().float(), b.half().float(), 1.0)
+    assert metrics.ssim((a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8), 255.0) == \
+        metrics.ssim((a * 255).round(), (b * 255).round(), 255.0)
 
 
 def test_more_noise_scores_lower():
@@ -75,6 +86,7 @@ def test_demo_metrics_clamp_to_the_sample_range():
     g = torch.Generator().manual_seed(1)
     a = torch.rand(5, 1, 8, 8, generator=g) * 2 - 1
     b = a + 0.2 * torch.randn(a.shape, generator=g)
-    assert demo_psnr(a, b) == metrics.psnr(a, b.clamp(-1, 1), 2.0)
-    assert demo_ssim(a, b) == metrics.ssim(a, b.clamp(-1, 1), 2.0, 3)
+    # ... and compared in float64, as the demo's figures always were
+    assert demo_psnr(a, b) == metrics.psnr(a.double(), b.double().clamp(-1, 1), 2.0)
+    assert demo_ssim(a, b) == metrics.ssim(a.double(), b.double().clamp(-1, 1), 2.0, 3)
     assert math.isinf(demo_psnr(a, a)) and demo_ssim(a, a) == 1.0

@@ -28,14 +28,19 @@ def run(reference, cached, vae=None, model=None):
     return report, view, out.ui["dit_cache_compare"][0], out.ui
 
 
-def nchw64(images: torch.Tensor) -> torch.Tensor:
-    return images.detach().movedim(-1, 1).to(torch.float64)
+def nchw(images: torch.Tensor) -> torch.Tensor:
+    return images.detach().movedim(-1, 1).float()
+
+
+def kornia_ssim_map(ref, cached, data_range, window):
+    return kornia.metrics.ssim(cached, ref, window, max_val=data_range, eps=0.0, padding="valid")
 
 
 def kornia_numbers(ref: torch.Tensor, cached: torch.Tensor, data_range: float, window: int):
-    """PSNR, mean SSIM (eps 0, valid windows) and max |diff| straight from kornia, [N, C, H, W]."""
+    """PSNR, mean SSIM (eps 0, valid windows, mean in float64) and max |diff| straight from
+    kornia, float32 [N, C, H, W]."""
     p = float(kornia.metrics.psnr(cached, ref, data_range))
-    s = float(kornia.metrics.ssim(cached, ref, window, max_val=data_range, eps=0.0, padding="valid").mean())
+    s = float(kornia_ssim_map(ref, cached, data_range, window).mean(dtype=torch.float64))
     return p, s, float((cached - ref).abs().max())
 
 
@@ -86,12 +91,15 @@ def test_different_images_give_kornias_numbers(comfy):
     a, b = images(1, n=3), images(2, n=3)
     b = (0.7 * a + 0.3 * b)
     report, view, s, _ = run(a, b)
-    p, ss, m = kornia_numbers(nchw64(a), nchw64(b), 1.0, 11)
+    p, ss, m = kornia_numbers(nchw(a), nchw(b), 1.0, 11)
     assert s["psnr"] == p and s["ssim"] == ss and s["max_abs_diff"] == m
     assert s["data_range"] == 1.0 and s["ssim_window"] == 11
+    smap = kornia_ssim_map(nchw(a), nchw(b), 1.0, 11)  # per image: its part of the batch's map
     for i, per in enumerate(s["per_image"]):
-        pi, si, mi = kornia_numbers(nchw64(a[i:i + 1]), nchw64(b[i:i + 1]), 1.0, 11)
-        assert (per["psnr"], per["ssim"], per["max_abs_diff"]) == (pi, si, mi)
+        pi = float(kornia.metrics.psnr(nchw(b[i:i + 1]), nchw(a[i:i + 1]), 1.0))
+        si = float(smap[i].mean(dtype=torch.float64))
+        assert (per["psnr"], per["ssim"], per["max_abs_diff"]) == (pi, si, float((b[i] - a[i]).abs().max()))
+    assert len({per["psnr"] for per in s["per_image"]}) == 3
     assert f"PSNR        {p:.2f} dB" in report and f"SSIM        {ss:.4f}" in report
     assert f"max |diff|  {m:.4g}" in report and "#2:" in report
     assert "cached run: unknown (connect the patched model" in report
@@ -120,7 +128,7 @@ def test_latents_with_vae_are_decoded_and_name_the_run(comfy, sd3_runs, vae):
     ref_img = comfy_nodes.VAEDecode().decode(vae, ref)[0]
     cac_img = comfy_nodes.VAEDecode().decode(vae, cached)[0]
     assert ref_img.shape == (1, 128, 128, 3)  # 16x16 latent, 8x TAESD
-    p, ss, m = kornia_numbers(nchw64(ref_img), nchw64(cac_img), 1.0, 11)
+    p, ss, m = kornia_numbers(nchw(ref_img), nchw(cac_img), 1.0, 11)
     assert s["space"] == "image" and (s["psnr"], s["ssim"], s["max_abs_diff"]) == (p, ss, m)
     assert math.isfinite(p) and ss < 1.0
     run_id = holder_of(patched).last_summary["run_id"]
@@ -143,7 +151,7 @@ def test_latent_and_image_with_vae(comfy, sd3_runs, vae):
 def test_latents_without_vae_compare_in_latent_space(comfy, sd3_runs):
     _, ref, cached, patched = sd3_runs
     report, view, s, _ = run(ref, cached, model=patched)
-    r, c = ref["samples"].to(torch.float64), cached["samples"].to(torch.float64)
+    r, c = ref["samples"].float(), cached["samples"].float()
     rng = float(ref["samples"].max() - ref["samples"].min())
     p, ss, m = kornia_numbers(r, c, rng, 11)
     assert s["space"] == "latent" and s["data_range"] == pytest.approx(rng)
@@ -160,7 +168,7 @@ def test_small_latents_use_a_window_that_fits(comfy):
     report, _, s, _ = run({"samples": a}, {"samples": b})
     rng = float(a.max() - a.min())
     assert s["ssim_window"] == 7 and "7x7 Gaussian window" in report
-    assert (s["psnr"], s["ssim"], s["max_abs_diff"]) == kornia_numbers(a.double(), b.double(), rng, 7)
+    assert (s["psnr"], s["ssim"], s["max_abs_diff"]) == kornia_numbers(a, b, rng, 7)
 
 
 def test_video_latent_frames_count_as_images(comfy):
@@ -169,7 +177,7 @@ def test_video_latent_frames_count_as_images(comfy):
     b = a + 0.05 * torch.randn(a.shape, generator=g)
     _, view, s, _ = run({"samples": a}, {"samples": b})
     assert len(s["per_image"]) == 3 and view.shape[0] == 3
-    frames = lambda t: t.movedim(2, 1).reshape(3, 16, 12, 12).double()  # noqa: E731
+    frames = lambda t: t.movedim(2, 1).reshape(3, 16, 12, 12)  # noqa: E731
     assert s["psnr"] == kornia_numbers(frames(a), frames(b), float(a.max() - a.min()), 11)[0]
 
 
