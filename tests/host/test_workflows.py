@@ -291,8 +291,38 @@ def test_there_is_a_compare_workflow():
 
 @pytest.mark.parametrize("path", COMPARES, ids=[p.stem for p in COMPARES])
 def test_compare_workflow_same_seed_with_and_without_cache(path):
+    _check_compare(_load(path))
+
+
+def test_compare_graph_with_a_decoder(registry, gen):
+    """``compare_graph`` with ``to_image``: Cache Compare gets the two decoded IMAGEs and the
+    cached picture is saved."""
+    infos, _ = registry
+    g = gen.Graph(infos, "compare_graph_test")
+    unet = g.add("UNETLoader", unet_name="model.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="clip_l.safetensors", type="stable_diffusion")
+    vae = g.add("VAELoader", vae_name="vae.safetensors")
+    pos = gen.encode(g, clip.out(0), "a digit")
+    neg = g.add("ConditioningZeroOut", conditioning=pos)
+    lat = g.add("EmptySD3LatentImage", width=64, height=64, batch_size=1)
+    decoders = []
+
+    def to_image(graph, latent):
+        decoders.append(graph.add("VAEDecode", samples=latent, vae=vae.out(0)))
+        return decoders[-1].out(0)
+    nodes = gen.compare_graph(g, unet, pos, neg.out(0), lat.out(0), steps=25, cfg=3.0, to_image=to_image)
+    wf = g.to_json()
+    _check_compare(wf)
+    links = {l[0]: l for l in wf["links"]}
+    cmp = next(n for n in wf["nodes"] if n["id"] == nodes["compare"].id)
+    origins = {i["name"]: links[i["link"]][1] for i in cmp["inputs"] if i.get("link") is not None}
+    assert {origins["reference"], origins["cached"]} == {d.id for d in decoders} and "vae" not in origins
+    save = next(n for n in wf["nodes"] if n["type"] == "SaveImage")
+    assert links[save["inputs"][0]["link"]][1] == origins["cached"]
+
+
+def _check_compare(wf):
     """Cache Compare's reference is the same sampling as its cached input, on the unpatched model."""
-    wf = _load(path)
     links = {l[0]: l for l in wf["links"]}
     for c in (n for n in wf["nodes"] if n["type"] == COMPARE):
         ref, cached = _upstream_sampler(wf, c, "reference"), _upstream_sampler(wf, c, "cached")
