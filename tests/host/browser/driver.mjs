@@ -78,8 +78,9 @@ try {
       (e) => (e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim()) === n), name);
     const labels = await page.locator('[role="option"]').evaluateAll(
       (els) => els.map((e) => e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim()));
-    // Enter picks the highlighted (first) result, which must be our node
-    await page.keyboard.press("Enter");
+    // pick our result with the mouse, as a user does (Enter raced the result list's debounce
+    // on a loaded machine and added nothing); the node added must be ours
+    await page.locator('[role="option"]').filter({ hasText: name }).first().click();
     await page.waitForFunction(() => window.__ditApp.graph._nodes.length > 0);
     await input.waitFor({ state: "hidden" });
     const types = await page.evaluate(() => window.__ditApp.graph._nodes.map((n) => n.type));
