@@ -319,25 +319,6 @@ def _normalize_weights(module: torch.nn.Module) -> int:
     return n
 
 
-@contextlib.contextmanager
-def _comfy_training():
-    """ComfyUI's switch to its differentiable code paths while a backward pass goes through the
-    model: from 0.29.0 on, Flux-style rotary embeddings (Flux, Chroma, HunyuanVideo, Kandinsky 5,
-    LTX, ...) otherwise run a comfy_kitchen kernel without a gradient formula. Set and reset the way
-    ComfyUI's own Train LoRA node does (comfy_extras/nodes_train.py); older releases lack the
-    switch and are differentiable anyway."""
-    mm = comfy.model_management
-    if not hasattr(mm, "in_training"):
-        yield
-        return
-    before = mm.in_training
-    mm.in_training = True
-    try:
-        yield
-    finally:
-        mm.in_training = before
-
-
 def learn_schedule(model, adapter, positive, negative, latent, seed, steps, sampler_name, scheduler, cfg,
                    lam, theta, iterations, lr=0.25, init_logit=2.0, progress=None):
     """Trains a block-level router on the model's real blocks along its full-compute trajectory and
@@ -381,12 +362,31 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]), _comfy_training():
+    with frozen([m.model]), _host_training_mode():
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
                                source=f"L2C Learn Schedule lam={lam:g} theta={theta:g} it={iterations}")
     return sched, router
+
+
+@contextlib.contextmanager
+def _host_training_mode():
+    """ComfyUI's own switch to differentiable model code, for the router's backward pass.
+
+    Since 2026 releases, attention RoPE and other ops go through comfy-kitchen kernels that have no
+    autograd formula unless ``comfy.model_management.in_training`` is set (as ComfyUI's own
+    ``TrainLoraNode`` does in ``comfy_extras/nodes_train.py``). Older releases have no such flag
+    and are differentiable as they are. Restored when learning ends, also on errors."""
+    if not hasattr(comfy.model_management, "in_training"):
+        yield
+        return
+    before = comfy.model_management.in_training
+    comfy.model_management.in_training = True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training = before
 
 
 def schedule_heatmap(sched, router=None, title: str = "", cell: int = 18) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Generate the example workflows in this folder (ComfyUI UI / litegraph format, drag-and-drop
-loadable), one per model family plus an L2C one.
+loadable), one per model family plus an L2C one and a with/without-TeaCache comparison
+(``compare_graph``, reusable for any model).
 
     python workflows/make_workflows.py            # write workflows/*.json
     python workflows/make_workflows.py --check    # exit 1 if a file would change
 
 Widget orders and defaults are read from the live node definitions (the same data ComfyUI's
 ``/object_info`` serves: ``input`` + ``input_order``): stock nodes from a ComfyUI checkout
-(found like the host tests do, ``COMFYUI_PATH`` or ``../ComfyUI``), our nodes from this pack's
+(``COMFYUI_PATH``, or the checkout holding this pack: ``devtools.comfy_host``), our nodes from this pack's
 ``comfy_entrypoint()``.  Output is deterministic (no random ids, no timestamps).
 """
 from __future__ import annotations
@@ -21,14 +22,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 # ------------------------------------------------------------------ node definitions
 
 def _comfy():
-    sys.path.insert(0, str(REPO / "tests" / "host"))
-    import comfy_env
-    return comfy_env.import_comfy()
+    from devtools.comfy_host import import_comfy
+    return import_comfy()
 
 
 def init_stock_nodes(ns) -> None:
@@ -76,8 +78,7 @@ def node_info(cls) -> dict:
 
 
 def our_node_classes() -> list:
-    sys.path.insert(0, str(REPO / "tests" / "host"))
-    from pack import load_pack
+    from devtools.comfy_host import load_pack
     pack = load_pack()
     ext = asyncio.run(pack.comfy_entrypoint())
     return asyncio.run(ext.get_node_list())
@@ -125,8 +126,8 @@ FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".
 
 def is_file_combo(name: str, opts: dict) -> bool:
     """A combo listing files of a models/input folder: it may name files absent here."""
-    return (name.endswith("_name") or name[:-1].endswith("_name") or name in ("schedule", "image", "video", "audio", "file", "text_encoder")
-            or bool(opts.get("image_upload")))
+    return (name.endswith("_name") or name[:-1].endswith("_name")
+            or name in ("schedule", "image", "video", "audio", "file", "text_encoder") or bool(opts.get("image_upload")))
 
 
 def is_widget(typ, opts) -> bool:
@@ -300,9 +301,7 @@ class Graph:
             "links": [list(l) for l in self.links],
             "groups": self.groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "dit_cache": dict(
-                {"generated_by": "workflows/make_workflows.py"},
-                **({"min_comfyui": MIN_COMFYUI[self.name]} if self.name in MIN_COMFYUI else {}))},
+            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}, "dit_cache": {"generated_by": "workflows/make_workflows.py"}},
             "version": 0.4,
         }
 
@@ -314,9 +313,14 @@ VIDEO_NEG = ("static, overexposed, blurry details, subtitles, worst quality, low
              "deformed, disfigured, extra fingers, still picture, messy background")
 
 
-def teacache(g, model, title=None):
-    return g.add("DitCache_TeaCachePatch", title=title, model=model.out(0) if isinstance(model, Node) else model,
-                 rel_l1_thresh=-1.0, start_percent=0.0, end_percent=1.0, coefficients="auto",
+def output(x, slot=0):
+    """A node's output (``(node, slot)``), or ``x`` itself when it is one already."""
+    return x.out(slot) if isinstance(x, Node) else x
+
+
+def teacache(g, model, title=None, rel_l1_thresh=-1.0, coefficients="auto"):
+    return g.add("DitCache_TeaCachePatch", title=title, model=output(model),
+                 rel_l1_thresh=rel_l1_thresh, start_percent=0.0, end_percent=1.0, coefficients=coefficients,
                  cache_device="main", max_consecutive_skips=0)
 
 
@@ -332,9 +336,35 @@ def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache",
     return stats
 
 
-def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42):
-    return g.add("KSampler", model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, title=None):
+    return g.add("KSampler", title=title, model=output(model), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                  scheduler=scheduler, positive=pos, negative=neg, latent_image=latent, denoise=1.0)
+
+
+def compare_graph(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, vae=None,
+                  to_image=None, prefix="dit-cache/compare", rel_l1_thresh=-1.0, coefficients="auto") -> dict:
+    """The same seed sampled twice from ``model`` (a node or ``(node, slot)``), without and with
+    TeaCache Patch, then Cache Stats on the cached run and Cache Compare of the two.
+
+    How the latents become pictures: ``to_image(g, latent_output) -> image_output`` (any decoder,
+    e.g. a model's own latent-to-pixel map) makes IMAGEs that Cache Compare compares and
+    SaveImage keeps; else ``vae`` (a VAE output) goes to Cache Compare, which decodes both
+    latents, and VAEDecode + SaveImage keep the cached picture; with neither, the latents are
+    compared in latent space. Returns the nodes by role: reference, teacache, cached, stats, compare."""
+    tc = teacache(g, model, rel_l1_thresh=rel_l1_thresh, coefficients=coefficients)
+    ref = ksampler(g, model, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (no cache)")
+    cached = ksampler(g, tc, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (TeaCache)")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=cached.out(0))
+    if to_image is not None:
+        ref_img, cached_img = to_image(g, ref.out(0)), to_image(g, stats.out(0))
+        cmp = g.add("DitCache_CacheCompare", reference=ref_img, cached=cached_img, model=tc.out(0))
+        g.add("SaveImage", images=cached_img, filename_prefix=prefix)
+    else:
+        cmp = g.add("DitCache_CacheCompare", reference=ref.out(0), cached=stats.out(0), vae=vae, model=tc.out(0))
+        if vae is not None:
+            dec = g.add("VAEDecode", samples=stats.out(0), vae=vae)
+            g.add("SaveImage", images=dec.out(0), filename_prefix=prefix)
+    return {"reference": ref, "teacache": tc, "cached": cached, "stats": stats, "compare": cmp}
 
 
 def encode(g, clip, text):
@@ -556,6 +586,20 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def flux_compare(g):
+    """Flux dev, the same seed with and without TeaCache, compared by Cache Compare."""
+    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
+    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
+                                                                     "morning light, 35mm photo"), guidance=3.5)
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    compare_graph(g, ms, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0, vae=vae.out(0),
+                  prefix="dit-cache/flux_compare")
+
+
 def hunyuan_video15(g):
     unet = g.add("UNETLoader", unet_name="hunyuanvideo1.5_480p_t2v_fp16.safetensors", weight_dtype="default")
     clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
@@ -703,19 +747,6 @@ def wan21_fun_control(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_fun_control", fps=16.0)
 
 
-# workflows whose stock nodes or model first shipped in a later ComfyUI than the oldest tested one
-MIN_COMFYUI = {"hunyuan_video15_teacache": "0.29.0", "ltx2_av_teacache": "0.29.0",
-               "kandinsky5_video_teacache": "0.29.0", "kandinsky5_image_teacache": "0.29.0"}
-
-
-def release_has(name: str, version: str | None) -> bool:
-    """Whether ComfyUI ``version`` (None: any) is new enough for workflow ``name``."""
-    def key(v):
-        return tuple(int(p) for p in v.split(".")[:3] if p.isdigit())
-    need = MIN_COMFYUI.get(name)
-    return need is None or version is None or key(version) >= key(need)
-
-
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -731,6 +762,7 @@ WORKFLOWS = {
     "hidream_teacache": hidream,
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
+    "flux_compare_teacache": flux_compare,
     "hunyuan_video15_teacache": hunyuan_video15,
     "hunyuan_image21_teacache": hunyuan_image21,
     "ltx2_av_teacache": ltx2_av,
@@ -743,11 +775,29 @@ WORKFLOWS = {
 }
 
 
-def build_all(infos: dict, version: str | None = None) -> dict[str, str]:
-    """Every workflow the ComfyUI ``version`` has the nodes for (None: all)."""
+# The files are generated against the newest tested ComfyUI release (its stock node definitions:
+# widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
+# workflows for families that exist only in newer releases are listed here with that release.
+GENERATED_WITH = "0.29.0"
+NEEDS_RELEASE: dict[str, str] = {"hunyuan_video15_teacache": "0.29.0", "ltx2_av_teacache": "0.29.0",
+                                  "kandinsky5_video_teacache": "0.29.0", "kandinsky5_image_teacache": "0.29.0"}
+
+
+def release_tuple(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:3])
+
+
+def available(name: str, version: str) -> bool:
+    """Whether workflow ``name`` (no ``.json``) can be built and loaded in ComfyUI ``version``."""
+    need = NEEDS_RELEASE.get(name)
+    return need is None or release_tuple(version) >= release_tuple(need)
+
+
+def build_all(infos: dict, version: str = GENERATED_WITH) -> dict[str, str]:
+    """``{file name: JSON text}`` of every workflow buildable in ComfyUI ``version``."""
     out = {}
     for name, fn in WORKFLOWS.items():
-        if not release_has(name, version):
+        if not available(name, version):
             continue
         g = Graph(infos, name)
         fn(g)
@@ -760,8 +810,12 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
     ns = _comfy()
+    if ns.version != GENERATED_WITH:
+        print(f"the workflows are generated with ComfyUI {GENERATED_WITH}, this is {ns.version}: "
+              f"set COMFYUI_PATH to a {GENERATED_WITH} checkout (tests/hosts.py --setup-only gives its Python)")
+        return 2
     infos, _ = object_info(ns)
-    files = build_all(infos, ns.version)
+    files = build_all(infos)
     changed = []
     for fname, text in files.items():
         path = HERE / fname
@@ -770,7 +824,7 @@ def main(argv=None) -> int:
             changed.append(fname)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files and release_has(p.stem, ns.version))
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
     if args.check:
         if changed or stale:
             print("out of date:", ", ".join(changed + stale))

@@ -97,7 +97,7 @@ API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
 ``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
 batch=1, h=16, w=16, frames=None, denoise=1.0, model=None, positive=None,
 negative=None, latent=None, callback=None, noise_mask=None)``,
-``block_modules(diffusion_model, family=None, variant=None)``,
+``block_modules(diffusion_model, family=None, variant=None)``, ``build_vae(latent_channels=16, seed=0)``,
 ``family_ids()``, ``FAMILIES``, ``SPECS``, ``UNAVAILABLE``,
 ``random_state_dict(...)``; ``TinyModel`` fields: family, variant, patcher,
 config_class, unet_config, loaded_via, video, latent_channels,
@@ -565,6 +565,25 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
         ctx_dim=spec.ctx_dim, ctx_tokens=spec.ctx_tokens, state_dict=sd, experts=experts,
         audio_frames=spec.audio_frames,
     )
+
+
+def build_vae(latent_channels: int = 16, seed: int = 0):
+    """A tiny random-weight VAE through ComfyUI's VAE loader path (``comfy.sd.VAE(sd=...)``, what
+    ``VAELoader`` calls): the real TAESD architecture (``comfy.taesd.taesd.TAESD``, detected from
+    its ``taesd_decoder.*`` keys), 8x upscaling, ``latent_channels`` channels (16: Flux, SD3)."""
+    c = import_comfy()
+    import comfy.taesd.taesd as taesd
+
+    with torch.random.fork_rng(devices=[]):
+        template = taesd.TAESD(latent_channels=latent_channels)
+        params = {k for k, _ in template.named_parameters()} - {"vae_scale", "vae_shift"}
+        sd = random_state_dict(template.state_dict(), params, _seed_for("taesd", latent_channels, seed))
+    sd["vae_scale"], sd["vae_shift"] = torch.tensor(1.0), torch.tensor(0.0)  # TAESD's own defaults
+    vae = c.sd.VAE(sd=sd)
+    if type(vae.first_stage_model).__name__ != "TAESD" or vae.latent_channels != latent_channels:
+        raise RuntimeError(f"comfy.sd.VAE loaded {type(vae.first_stage_model).__name__} with "
+                           f"{vae.latent_channels} channels for a tiny TAESD of {latent_channels}")
+    return vae
 
 
 # --------------------------------------------------------------------------
