@@ -11,12 +11,17 @@ log = logging.getLogger("dit_cache")
 # module name -> adapter class name, in detection order (specific before general)
 _ADAPTERS = [
     ("flux", "FluxAdapter"),
+    ("flux2", "Flux2Adapter"),
+    ("flux", "LongCatImageAdapter"),
+    ("flux", "OvisImageAdapter"),
     ("chroma", "ChromaAdapter"),
+    ("chroma", "ChromaRadianceAdapter"),
     ("hunyuan_video", "HunyuanVideoAdapter"),
     ("wan", "WanAdapter"),
     ("ltxv", "LTXVAdapter"),
     ("sd3", "SD3Adapter"),
     ("lumina2", "Lumina2Adapter"),
+    ("z_image", "ZImageAdapter"),
     ("qwen_image", "QwenImageAdapter"),
     ("hidream", "HiDreamAdapter"),
     ("cosmos", "CosmosPredict2Adapter"),

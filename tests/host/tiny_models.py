@@ -121,6 +121,14 @@ class _Spec:
     ctx_dim: int = 64
     ctx_tokens: int = 8
     blocks: Tuple[str, ...] = ()
+    # What the running ComfyUI must have for this model to exist there: a class of
+    # ``comfy.supported_models`` ("Flux2"), or "module:attr.path" for a feature of an older class.
+    # Specs whose requirement is missing are left out of FAMILIES (not collected, never skipped).
+    requires: Optional[str] = None
+    # The config class ComfyUI's key-based detection gives the tiny state dict when it differs from
+    # ``config_class`` because detection recognises the model only at full width (Z-Image: dim
+    # 3840). The builder then instantiates ``config_class`` directly, as detection would.
+    detected_as: Optional[str] = None
 
 
 _FLUX_BASE = dict(
@@ -198,10 +206,82 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ), False, video=True, default_frames=1, blocks=("blocks",)),
 }
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b"}
 
-# (family, variant) pairs, variant None for families without variants
-FAMILIES: List[Tuple[str, Optional[str]]] = list(SPECS.keys())
+_FLUX2_BASE = dict(  # what comfy/model_detection.py derives for a Flux.2 state dict, at width 128
+    image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64, hidden_size=128,
+    mlp_ratio=3.0, num_heads=1, depth=2, depth_single_blocks=2, axes_dim=[32, 32, 32, 32], theta=2000,
+    patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3], global_modulation=True,
+    mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0, yak_mlp=False,
+    txt_norm=False,
+)
+# Z-Image's t_embedder emits 256 features that its adaLN reads as min(dim, 256): dim >= 256
+_Z_IMAGE_BASE = dict(
+    image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=2, n_refiner_layers=1,
+    n_heads=4, n_kv_heads=4, qk_norm=True, axes_dims=[16, 24, 24], axes_lens=[1536, 512, 512], rope_theta=256.0,
+    ffn_dim_multiplier=1.0, multiple_of=16, z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32,
+)
+_QWEN_BASE = dict(
+    image_model="qwen_image", in_channels=64, out_channels=16, num_layers=2, attention_head_dim=32,
+    num_attention_heads=2, joint_attention_dim=64, axes_dims_rope=(8, 12, 12),
+)
+_DOUBLE_SINGLE = ("double_blocks", "single_blocks")
+
+SPECS.update({
+    ("flux2", "dev"): _Spec("Flux2", dict(_FLUX2_BASE), True, blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("flux2", "klein"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True, blocks=_DOUBLE_SINGLE,
+                              requires="Flux2"),
+    # reference latents whose tokens are modulated at timestep 0 (FluxKontextMultiReferenceLatentMethod)
+    ("flux2", "klein_edit"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True,
+                                   blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("z_image", None): _Spec("ZImage", dict(_Z_IMAGE_BASE), False, ctx_tokens=17, blocks=("layers",),
+                             requires="ZImage", detected_as="Lumina2"),
+    ("z_image", "pixel"): _Spec("ZImagePixelSpace", dict(
+        _Z_IMAGE_BASE, image_model="zimage_pixel", in_channels=3, decoder_in_channels=12, decoder_hidden_size=32,
+        decoder_num_res_blocks=1, decoder_max_freqs=4,
+    ), False, ctx_tokens=17, blocks=("layers",), requires="ZImagePixelSpace", detected_as="Lumina2"),
+    ("qwen_image", "edit_2509"): _Spec("QwenImage", dict(_QWEN_BASE), False, blocks=("transformer_blocks",)),
+    ("qwen_image", "edit_2511"): _Spec("QwenImage", dict(_QWEN_BASE, default_ref_method="index_timestep_zero"),
+                                       False, blocks=("transformer_blocks",),
+                                       requires="comfy.ldm.qwen_image.model:QwenImageTransformerBlock._apply_gate"),
+    ("chroma_radiance", None): _Spec("ChromaRadiance", dict(
+        image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=64, hidden_size=64,
+        mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+        patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=128, n_layers=2, nerf_hidden_size=16,
+        nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
+        nerf_embedder_dtype=None,
+    ), False, blocks=_DOUBLE_SINGLE, requires="ChromaRadiance"),
+    ("longcat_image", None): _Spec("LongCatImage", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, context_in_dim=3584, txt_ids_dims=[1, 2],
+    ), False, ctx_dim=3584, blocks=_DOUBLE_SINGLE, requires="LongCatImage"),
+    # Ovis-Image: Flux blocks with SwiGLU ("yak") MLPs and an RMSNorm on the text input; no guidance
+    # embedding, so its keys match the FluxSchnell config class
+    ("ovis_image", None): _Spec("FluxSchnell", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, yak_mlp=True, txt_norm=True, txt_ids_dims=[1, 2],
+    ), False, blocks=_DOUBLE_SINGLE, requires="comfy.ldm.flux.model:FluxParams.yak_mlp"),
+})
+
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "flux2": "dev"}
+
+
+def _release_has(requirement: Optional[str]) -> bool:
+    """Whether the running ComfyUI has ``requirement`` (see ``_Spec.requires``); False when ComfyUI
+    cannot be imported (then every host test skips anyway, saying why)."""
+    if requirement is None:
+        return True
+    import importlib
+    try:
+        import_comfy()
+        module, _, path = requirement.rpartition(":")
+        obj = importlib.import_module(module or "comfy.supported_models")
+        for name in path.split("."):
+            obj = getattr(obj, name)
+        return True
+    except Exception:
+        return False
+
+
+# (family, variant) pairs, variant None for families without variants: the ones this ComfyUI has
+FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _release_has(spec.requires)]
 
 # Families that cannot be built in the current snapshot: (family, variant) -> reason.
 UNAVAILABLE: Dict[Tuple[str, Optional[str]], str] = {}
@@ -219,6 +299,9 @@ def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
     key = (family, variant)
     if key not in SPECS:
         raise KeyError(f"unknown tiny model family/variant {family!r}/{variant!r}; known: {family_ids()}")
+    if key not in FAMILIES:
+        raise KeyError(f"tiny model {family!r}/{variant!r} needs {SPECS[key].requires}, which this ComfyUI "
+                       "does not have")
     return key
 
 
@@ -361,6 +444,10 @@ _PARAMS_CLASS = {
     "flux_kontext": ("comfy.ldm.flux.model", "FluxParams"),
     "chroma": ("comfy.ldm.chroma.model", "ChromaParams"),
     "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "flux2": ("comfy.ldm.flux.model", "FluxParams"),
+    "longcat_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "ovis_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "chroma_radiance": ("comfy.ldm.chroma_radiance.model", "ChromaRadianceParams"),
 }
 # What ComfyUI's detection (``comfy/model_detection.py``) puts in a base model's unet_config for
 # fields that only newer releases have: the value that keeps the release's original behaviour.
@@ -370,6 +457,8 @@ _BASE_MODEL_FIELD_VALUES = {
     "vision_in_dim": None,
     "meanflow_sum": False,
     "vec_in_dim": None,
+    "use_x0": False,
+    "use_sequential_txt_ids": False,
 }
 
 
@@ -409,7 +498,11 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
 
-    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class)
+    unet_config = release_unet_config(family, spec.unet_config)
+    if spec.detected_as is not None:
+        model_config = getattr(c.comfy_supported_models, spec.config_class)(unet_config)
+    else:
+        model_config = _match_config(c, unet_config, spec.config_class)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
@@ -532,7 +625,26 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         m[:, : (17 if positive else 9)] = 1
         extra["attention_mask"] = m
     elif fam == "qwen_image":
-        pass
+        if var in ("edit_2509", "edit_2511"):
+            # TextEncodeQwenImageEditPlus with a VAE: reference latents of the input image(s); 2509
+            # gets them on the positive only (cond and uncond then run as separate calls), 2511 on
+            # both, as its template encodes the negative with the image too (one batched call)
+            if positive or var == "edit_2511":
+                extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+    elif fam == "flux2":
+        if tiny.unet_config.get("guidance_embed", False):
+            extra["guidance"] = 4.0  # FluxGuidance in the Flux.2 dev template
+        if var == "klein_edit":
+            # ReferenceLatent on both, then FluxKontextMultiReferenceLatentMethod(index_timestep_zero)
+            extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+            extra["reference_latents_method"] = "index_timestep_zero"
+    elif fam == "z_image":
+        # Qwen3-4B hidden states, unpadded: cond and uncond differ in length (never batched)
+        L = 17 if positive else 9
+        ctx = rn(batch, L, D)
+        extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)
+    elif fam == "chroma_radiance":
+        extra["pooled_output"] = None
     elif fam == "hidream":
         uc = tiny.unet_config
         extra["pooled_output"] = rn(batch, uc["text_emb_dim"])
@@ -542,6 +654,14 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     elif fam == "cosmos_predict2":
         pass
     return [[ctx, extra]]
+
+
+def _ref_latent(tiny: TinyModel, batch: int, h: int, w: int) -> torch.Tensor:
+    """A VAE-encoded reference image (what ReferenceLatent / TextEncodeQwenImageEditPlus attach),
+    the same for positive and negative."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, tiny.variant, tiny.seed, "ref"))
+    shape = [batch, tiny.latent_channels, 1, h, w] if tiny.family == "qwen_image" else [batch, tiny.latent_channels, h, w]
+    return torch.randn(shape, generator=g)
 
 
 # --------------------------------------------------------------------------
