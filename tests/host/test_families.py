@@ -2,11 +2,13 @@
 real classes, ComfyUI's samplers at cfg > 1, our nodes patching through ComfyUI's mechanisms."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 import tiny_models as tm
-from helpers import (adapter_of, count_block_runs, l2c, save_schedule, schedule_folder, summary,
+from helpers import (adapter_of, count_block_runs, holder_of, l2c, save_schedule, schedule_folder, summary,
                      teacache)
 
 FAMILIES = tm.family_ids()
@@ -95,3 +97,69 @@ def test_l2c_all_compute_identical_and_sparse_counts(tiny_models, fam):
     assert sum(counts) == per_step * (STEPS * n - reused), (counts, per_step, STEPS * n - reused)
     s = summary(m_sp)
     assert s["layers_reused"] == reused * len(s["streams"])
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_multi_evaluation_sampler_then_another_size(tiny_models, fam):
+    """Heun evaluates the model twice per step (once at the last): Cache Stats counts every
+    evaluation under its sampler step. The same patched model then samples another size exactly as
+    a freshly patched one does: nothing of the first run is carried over."""
+    tiny = tiny_models(fam)
+
+    def patched():
+        ps = [teacache(p, 1000.0) for p in (tiny.experts or [tiny.patcher])]
+        return ps, (ps if tiny.experts else ps[0])
+    ps, m = patched()
+    assert torch.isfinite(tm.sample(tiny, steps=STEPS, model=m, sampler="heun")).all()
+    sums = [summary(p) for p in ps]
+    streams = len(sums[0]["streams"])
+    assert sum(s["evaluations"] for s in sums) == (2 * STEPS - 1) * streams, sums
+    assert sum(s["steps"] for s in sums) == STEPS  # two experts: each counts the steps it samples
+    for p, s in zip(ps, sums):
+        assert {r.step for r in holder_of(p).last_records} == set(range(s["steps"]))
+    assert sum(s["reused"] for s in sums) > 0
+    other = tm.sample(tiny, steps=STEPS, model=m, h=24, w=16)
+    assert torch.equal(other, tm.sample(tiny, steps=STEPS, model=patched()[1], h=24, w=16))
+
+
+def _runs_without_backward(fam):
+    """The op this ComfyUI runs the family through that has no backward, whatever
+    ``in_training`` says (0.29.0's Cosmos-Predict2 attention), or None."""
+    import inspect
+    if fam != "cosmos_predict2":
+        return None
+    import comfy.ldm.cosmos.predict2 as predict2
+    return "comfy_kitchen.rms_rope_split_half" if "ck.rms_rope_split_half(" in inspect.getsource(predict2) else None
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_l2c_learn_then_apply(tiny_models, fam):
+    """L2C Learn Schedule on the family's model (a small latent, a few iterations) writes a schedule
+    for its blocks; the loader applies it at another size, and Cache Stats counts the layers it
+    reuses. Where ComfyUI runs the model through an op without a backward, the node says so."""
+    from pack import sub
+    tiny = tiny_models(fam)
+    model = (tiny.experts or [tiny.patcher])[0]
+    ad = adapter_of(model)
+    ln = sub("nodes.learn_nodes")
+    with schedule_folder() as d:
+        def learn():
+            ln.L2CLearnSchedule.execute(model, tiny.positive(h=8, w=8), tiny.negative(h=8, w=8),
+                                        {"samples": tiny.latent(h=8, w=8)}, 0, STEPS, "euler", "simple", 2.5, 0.06,
+                                        0.5, 3, "learned")
+        op = _runs_without_backward(fam)
+        if op is not None:
+            with pytest.raises(ln.NoBackwardError, match=re.escape(f"runs {ad.display} through {op}, which has no")):
+                learn()
+            return
+        learn()
+        sched = sub("cache_core.l2c").L2CSchedule.load(f"{d}/learned.safetensors")
+        assert (sched.family, sched.layers, sched.steps) == (ad.name, ad.n_blocks, STEPS)
+        m, text = l2c(model, "learned.safetensors")
+        out = tm.sample(tiny, steps=STEPS, model=m)
+    assert torch.isfinite(out).all()
+    s = summary(m)
+    streams = len(s["streams"])
+    assert s["layers_computed"] + s["layers_reused"] == s["steps"] * ad.n_blocks * streams
+    if not tiny.experts:  # an expert samples part of the steps: its rows of the schedule
+        assert s["layers_reused"] == int((~sched.compute).sum()) * streams
