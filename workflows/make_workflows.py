@@ -371,17 +371,23 @@ def flux_kontext(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_kontext")
 
 
-def chroma(g):
-    unet = g.add("UNETLoader", unet_name="chroma-unlocked-v37.safetensors", weight_dtype="default")
+def _chroma(g, name, unet, vae, latent, prompt, steps, scheduler="simple"):
+    """Chroma and Chroma Radiance (pixel space: the "pixel_space" VAE and its own empty latent)."""
+    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
     clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
     tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    vae = g.add("VAELoader", vae_name=vae)
     tc = teacache(g, unet)
-    pos = encode(g, tok.out(0), "a lighthouse on a cliff during a storm, dramatic clouds, oil painting")
+    pos = encode(g, tok.out(0), prompt)
     neg = encode(g, tok.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=26, cfg=4.0, scheduler="beta")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/chroma")
+    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=steps, cfg=4.0, scheduler=scheduler)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix=f"dit-cache/{name}")
+
+
+def chroma(g):
+    _chroma(g, "chroma", "chroma-unlocked-v37.safetensors", "ae.safetensors", "EmptySD3LatentImage",
+            "a lighthouse on a cliff during a storm, dramatic clouds, oil painting", 26, scheduler="beta")
 
 
 def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
@@ -602,16 +608,8 @@ def qwen_image_edit(g):
 
 
 def chroma_radiance(g):
-    unet = g.add("UNETLoader", unet_name="chroma-radiance.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
-    tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
-    vae = g.add("VAELoader", vae_name="pixel_space")
-    tc = teacache(g, unet)
-    pos = encode(g, tok.out(0), "a paper boat on a puddle after rain, macro photo")
-    neg = encode(g, tok.out(0), NEG)
-    lat = g.add("EmptyChromaRadianceLatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=30, cfg=4.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/chroma_radiance")
+    _chroma(g, "chroma_radiance", "chroma-radiance.safetensors", "pixel_space", "EmptyChromaRadianceLatentImage",
+            "a paper boat on a puddle after rain, macro photo", 30)
 
 
 def longcat_image(g):

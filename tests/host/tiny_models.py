@@ -63,11 +63,21 @@ Families / variants (``FAMILIES``):
 * ``hidream``: HiDream (MoE blocks, conditioning_llama3, pooled_output)
 * ``cosmos_predict2``: CosmosT2IPredict2 (text-to-image: 1 latent frame by
   default; 5-D latent)
+* ``qwen_image``: ``edit_2509`` (reference latents on the positive only) and, from 0.29.0,
+  ``edit_2511`` (``default_ref_method`` index_timestep_zero, reference latents on both)
+* ``chroma_radiance``: ChromaRadiance (pixel space, 3 channels, patch 2, NeRF head)
+* From 0.29.0 (``_Spec.requires``): ``flux2`` ``dev`` (default; Flux2 config, width 128 = one
+  head of 128 as detection derives it, guidance embed), ``klein`` (no guidance embed),
+  ``klein_edit`` (klein with reference latents at timestep 0 on both conds); ``z_image``
+  (ZImage; width 256, the narrowest its 256-wide timestep embedding allows) and ``z_image:pixel``
+  (ZImagePixelSpace); ``longcat_image`` (LongCatImage, 3584-wide text); ``ovis_image``
+  (FluxSchnell config, SwiGLU MLPs and text RMSNorm)
 
 How cond/uncond reach the model (ComfyUI batches them only when every cond
 can be concatenated): one batched call per step for all families except
-``flux_kontext`` (reference_latents only on the positive, as the
-ReferenceLatent node gives) and ``lumina2`` (different ``num_tokens``), where
+``flux_kontext`` and ``qwen_image:edit_2509`` (reference_latents only on the
+positive, as the ReferenceLatent node gives) and ``lumina2``/``z_image``
+(different ``num_tokens``), where
 the positive and negative run as two separate calls per step.
 
 Notes on sizes forced by detection: Wan detects ``num_heads = dim // 128`` and
@@ -77,7 +87,9 @@ detects ``attention_head_dim = inner // 32`` with the default 32 heads, so tiny
 LTXV is 32 heads of dim 2 with 4096-wide T5 captions; SD3 detects
 ``hidden = 64 * depth`` (2 blocks -> hidden 128, 2 heads).
 
-Nothing here is impossible in the v0.3.64 snapshot; no family is skipped.
+A family only newer releases have names what it needs in ``_Spec.requires`` (a
+``comfy.supported_models`` class, or "module:attr"); where the running ComfyUI lacks it the
+family is left out of ``FAMILIES``, so its tests are not collected there (never skipped).
 
 API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
 ``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
