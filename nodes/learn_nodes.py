@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -31,6 +32,7 @@ from . import folders
 from .profiles import model_fingerprint
 from . import runtime
 from .adapters import detect
+from .adapters.base import comfyui_version
 
 log = logging.getLogger("dit_cache")
 
@@ -303,6 +305,37 @@ def _normal(obj):
     return obj
 
 
+class NoBackwardError(RuntimeError):
+    """The model runs an operation without a backward, so no schedule can be learned on it here."""
+
+
+@contextlib.contextmanager
+def _autograd_kernels(adapter):
+    """Backward through the model. From 0.29.0 ComfyUI runs RoPE and RMSNorm through comfy_kitchen
+    kernels without a backward unless ``comfy.model_management.in_training`` is set, the switch
+    ComfyUI's own training node (comfy_extras/nodes_train.py) turns on around its loop and off
+    after; older releases have neither the switch nor those kernels. A few models call such a
+    kernel whatever the switch says (0.29.0: Cosmos-Predict2): that is said plainly."""
+    mm = comfy.model_management
+    before = getattr(mm, "in_training", None)
+    if before is not None:
+        mm.in_training = True
+    try:
+        yield
+    except RuntimeError as e:
+        m = re.search(r"backward through (\S+?)(?:\.default)? but no autograd formula", str(e))
+        if m is None:
+            raise
+        raise NoBackwardError(
+            f"L2C Learn Schedule needs gradients through the model, and this ComfyUI ({comfyui_version()}) runs "
+            f"{adapter.display} through {m.group(1)}, which has no backward (ComfyUI's own training cannot "
+            "go through it either). Use TeaCache Patch for this model, or learn the schedule with another "
+            "ComfyUI release.") from e
+    finally:
+        if before is not None:
+            mm.in_training = before
+
+
 def _normalize_weights(module: torch.nn.Module) -> int:
     """Turns inference-mode weights (a model loaded inside a ComfyUI node) into normal tensors with
     the same values, one tensor at a time, so backward can save them. Returns how many changed."""
@@ -355,38 +388,20 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
                     ctl.end()
 
             its = int(iterations) if info.on_schedule else 0
-            out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
+            with _autograd_kernels(adapter):
+                out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
         if progress is not None and info.step != state["last_step"]:
             state["last_step"] = info.step
             progress(1)
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]), _host_training_mode():
+    with frozen([m.model]):
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
                                source=f"L2C Learn Schedule lam={lam:g} theta={theta:g} it={iterations}")
     return sched, router
-
-
-@contextlib.contextmanager
-def _host_training_mode():
-    """ComfyUI's own switch to differentiable model code, for the router's backward pass.
-
-    Since 2026 releases, attention RoPE and other ops go through comfy-kitchen kernels that have no
-    autograd formula unless ``comfy.model_management.in_training`` is set (as ComfyUI's own
-    ``TrainLoraNode`` does in ``comfy_extras/nodes_train.py``). Older releases have no such flag
-    and are differentiable as they are. Restored when learning ends, also on errors."""
-    if not hasattr(comfy.model_management, "in_training"):
-        yield
-        return
-    before = comfy.model_management.in_training
-    comfy.model_management.in_training = True
-    try:
-        yield
-    finally:
-        comfy.model_management.in_training = before
 
 
 def schedule_heatmap(sched, router=None, title: str = "", cell: int = 18) -> torch.Tensor:
@@ -475,11 +490,6 @@ class L2CLearnSchedule(io.ComfyNode):
         except Exception as e:
             if _is_oom(e):
                 raise _oom_message("L2C Learn Schedule", latent, e) from e
-            if "no autograd formula" in str(e):
-                raise RuntimeError(
-                    f"L2C Learn Schedule trains through the model's blocks, but this ComfyUI's {adapter.display} "
-                    f"code runs a kernel without a gradient ({e}). Learning a schedule is not possible for this "
-                    "model on this ComfyUI release; use TeaCache Patch, or a schedule learned elsewhere.") from e
             raise
         atomic_write(path, lambda tmp: sched.save(tmp))
         base = os.path.basename(path)

@@ -404,17 +404,23 @@ def flux_kontext(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_kontext")
 
 
-def chroma(g):
-    unet = g.add("UNETLoader", unet_name="chroma-unlocked-v37.safetensors", weight_dtype="default")
+def _chroma(g, name, unet, vae, latent, prompt, steps, scheduler="simple"):
+    """Chroma and Chroma Radiance (pixel space: the "pixel_space" VAE and its own empty latent)."""
+    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
     clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
     tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    vae = g.add("VAELoader", vae_name=vae)
     tc = teacache(g, unet)
-    pos = encode(g, tok.out(0), "a lighthouse on a cliff during a storm, dramatic clouds, oil painting")
+    pos = encode(g, tok.out(0), prompt)
     neg = encode(g, tok.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=26, cfg=4.0, scheduler="beta")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/chroma")
+    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=steps, cfg=4.0, scheduler=scheduler)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix=f"dit-cache/{name}")
+
+
+def chroma(g):
+    _chroma(g, "chroma", "chroma-unlocked-v37.safetensors", "ae.safetensors", "EmptySD3LatentImage",
+            "a lighthouse on a cliff during a storm, dramatic clouds, oil painting", 26, scheduler="beta")
 
 
 def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
@@ -567,6 +573,87 @@ def cosmos_predict2(g):
     lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
     ks = ksampler(g, tc, pos, neg, lat.out(0), steps=35, cfg=4.0)
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/cosmos_predict2")
+
+
+def _t2i(g, name, unet, clip, clip_type, vae, prompt, steps, cfg, shift=None, latent="EmptySD3LatentImage",
+         sampler="euler", neg=NEG, guidance=None):
+    """The text-to-image graph most 2026 image families share: diffusion model, one text encoder,
+    optional shift and embedded guidance, TeaCache, KSampler, Cache Stats."""
+    m = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
+    te = g.add("CLIPLoader", clip_name=clip, type=clip_type)
+    v = g.add("VAELoader", vae_name=vae)
+    if shift is not None:
+        m = g.add("ModelSamplingAuraFlow", model=m.out(0), shift=shift)
+    tc = teacache(g, m)
+    pos = encode(g, te.out(0), prompt)
+    if guidance is not None:
+        pos = g.add("FluxGuidance", conditioning=pos, guidance=guidance).out(0)
+    negative = g.add("ConditioningZeroOut", conditioning=pos).out(0) if neg is None else encode(g, te.out(0), neg)
+    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, negative, lat.out(0), steps=steps, cfg=cfg, sampler=sampler)
+    stats_then_decode(g, tc, ks.out(0), v.out(0), prefix=f"dit-cache/{name}")
+
+
+def flux2_dev(g):
+    _t2i(g, "flux2_dev", "flux2_dev_fp8mixed.safetensors", "mistral_3_small_flux2_fp8.safetensors", "flux2",
+         "flux2-vae.safetensors", "a hand-lettered bakery menu board, chalk on slate, warm morning light",
+         steps=28, cfg=1.0, latent="EmptyFlux2LatentImage", neg=None, guidance=4.0)
+
+
+def flux2_klein_edit(g):
+    """Flux.2 klein (base, with CFG): the input image as a reference latent on both conditionings."""
+    unet = g.add("UNETLoader", unet_name="flux-2-klein-base-4b.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen_3_4b.safetensors", type="flux2")
+    vae = g.add("VAELoader", vae_name="flux2-vae.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    scaled = g.add("ImageScaleToTotalPixels", image=img.out(0), upscale_method="lanczos", megapixels=1.0)
+    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
+    tc = teacache(g, unet)
+    pos = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), "turn the scene into a snowy winter evening"),
+                latent=enc.out(0))
+    neg = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), ""), latent=enc.out(0))
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=28, cfg=4.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux2_klein_edit")
+
+
+def z_image(g):
+    _t2i(g, "z_image", "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "lumina2", "ae.safetensors",
+         "a red tram crossing a rainy city street at dusk, reflections on wet cobblestones", steps=9, cfg=1.0,
+         shift=3.0, sampler="res_multistep", neg=None)
+
+
+def qwen_image_edit(g):
+    """Qwen-Image-Edit-2511 (2509 the same graph): TextEncodeQwenImageEditPlus encodes the image into
+    the prompt and attaches it as a reference latent."""
+    unet = g.add("UNETLoader", unet_name="qwen_image_edit_2511_bf16.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
+    vae = g.add("VAELoader", vae_name="qwen_image_vae.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    scaled = g.add("FluxKontextImageScale", image=img.out(0))  # about 1 megapixel, as the model was trained
+    ms = g.add("ModelSamplingAuraFlow", model=unet.out(0), shift=3.1)
+    tc = teacache(g, ms)
+    pos = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="make the jacket bright yellow",
+                vae=vae.out(0), image1=scaled.out(0))
+    neg = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="", vae=vae.out(0), image1=scaled.out(0))
+    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=40, cfg=4.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/qwen_image_edit")
+
+
+def chroma_radiance(g):
+    _chroma(g, "chroma_radiance", "chroma-radiance.safetensors", "pixel_space", "EmptyChromaRadianceLatentImage",
+            "a paper boat on a puddle after rain, macro photo", 30)
+
+
+def longcat_image(g):
+    _t2i(g, "longcat_image", "longcat_image_bf16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+         "longcat_image", "ae.safetensors", 'a neon sign that reads "OPEN LATE" above a noodle bar', steps=50,
+         cfg=4.5)
+
+
+def ovis_image(g):
+    _t2i(g, "ovis_image", "ovis_image_bf16.safetensors", "ovis_2.5.safetensors", "ovis", "ae.safetensors",
+         'a minimalist concert poster with the title "NIGHT SIGNALS" in bold letters', steps=50, cfg=5.0)
 
 
 def l2c_flux(g):
@@ -772,15 +859,23 @@ WORKFLOWS = {
     "wan21_humo_teacache": wan21_humo,
     "wan22_animate_teacache": wan22_animate,
     "wan21_fun_control_teacache": wan21_fun_control,
+    "flux2_dev_teacache": flux2_dev,
+    "flux2_klein_edit_teacache": flux2_klein_edit,
+    "z_image_teacache": z_image,
+    "qwen_image_edit_teacache": qwen_image_edit,
+    "chroma_radiance_teacache": chroma_radiance,
+    "longcat_image_teacache": longcat_image,
+    "ovis_image_teacache": ovis_image,
 }
-
-
 # The files are generated against the newest tested ComfyUI release (its stock node definitions:
 # widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
 # workflows for families that exist only in newer releases are listed here with that release.
 GENERATED_WITH = "0.29.0"
-NEEDS_RELEASE: dict[str, str] = {"hunyuan_video15_teacache": "0.29.0", "ltx2_av_teacache": "0.29.0",
-                                  "kandinsky5_video_teacache": "0.29.0", "kandinsky5_image_teacache": "0.29.0"}
+NEEDS_RELEASE: dict[str, str] = {
+    name: "0.29.0" for name in (
+        "hunyuan_video15_teacache", "ltx2_av_teacache", "kandinsky5_video_teacache", "kandinsky5_image_teacache",
+        "flux2_dev_teacache", "flux2_klein_edit_teacache", "z_image_teacache", "longcat_image_teacache",
+        "ovis_image_teacache")}
 
 
 def release_tuple(version: str) -> tuple:

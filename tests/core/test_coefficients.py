@@ -28,6 +28,19 @@ def test_rescale_is_nonnegative_and_nondecreasing(name):
     assert all(b >= a - 1e-9 for a, b in zip(ys, ys[1:]))
 
 
+def test_any_degree_evaluates_as_numpy_does():
+    """Published fits are degree 3 (FLUX.2-dev), 4 (most) or 5 (LightX2V): rescale is the polynomial
+    of whatever degree the profile has, inside its clamp range."""
+    degrees = {len(p.coefficients) - 1 for p in published_profiles().values()}
+    assert {3, 4} <= degrees
+    for c in ([2.0, -1.0, 0.5, 0.1], [1.0, 0.0, -0.2, 0.3, 0.1, 0.05], [3.0, 0.5]):
+        p = CoefficientProfile("t", tuple(c), (0.0, 1.0))
+        for x in (0.0, 0.05, 0.3, 0.9):
+            assert p.rescale(x) == pytest.approx(max(0.0, float(np.polyval(c, x))), rel=1e-12, abs=1e-15)
+    assert get_profile("flux2_dev").rescale(0.1) == pytest.approx(
+        np.polyval([104.58236, -6.87605554, -0.0861659379, 0.0537600252], 0.1))
+
+
 def test_published_values_match_the_reference_data():
     if not SHARED.is_file():
         pytest.skip(f"reference data not found at {SHARED}")

@@ -17,8 +17,8 @@ For every ``workflows/*.json`` (ComfyUI UI / litegraph format):
   against the release it generates with (``GENERATED_WITH``); against older releases, every file
   it can build there has the same nodes, links and widget values (only stock output slots that
   the newer release added may differ).
-* A workflow for a family that only newer releases have (``NEEDS_RELEASE``) is checked on those
-  releases; on older ones the test asserts that it really uses a node type they lack.
+* A workflow for a family that only newer releases have (``NEEDS_RELEASE``) is collected and
+  checked on those releases only.
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WF_DIR = REPO / "workflows"
-FILES = sorted(WF_DIR.glob("*.json"))
 OURS_PATCH = {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader"}
 COMPARE = "DitCache_CacheCompare"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -42,6 +41,22 @@ def _gen():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _this_release(files):
+    """The workflows this ComfyUI release runs (``make_workflows.NEEDS_RELEASE``); the others are
+    not collected here and are checked against the releases that have their model. All of them
+    when ComfyUI cannot be imported (then every test here skips, saying why)."""
+    try:
+        import comfy_env
+        version = comfy_env.import_comfy().version
+        gen = _gen()
+        return [p for p in files if gen.available(p.stem, version)]
+    except Exception:
+        return files
+
+
+FILES = _this_release(sorted(WF_DIR.glob("*.json")))
 
 
 @pytest.fixture(scope="module")
@@ -116,21 +131,9 @@ def _check_value(gen, node_type, name, typ, opts, value, problems):
         problems.append(f"{where}: {value} > max {hi}")
 
 
-def _needs_newer(path, infos, gen, comfy) -> bool:
-    """True when ``path`` is a workflow of a newer release than this one; asserts that it really
-    uses a node type this release lacks (so the gate is not hiding a broken file)."""
-    if gen.available(path.stem, comfy.version):
-        return False
-    missing = {n["type"] for n in _load(path)["nodes"]} - set(infos)
-    assert missing, f"{path.name} is marked as needing ComfyUI {gen.NEEDS_RELEASE[path.stem]} but loads here"
-    return True
-
-
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_workflow_against_registry(path, registry, gen, comfy):
+def test_workflow_against_registry(path, registry, gen):
     infos, ours = registry
-    if _needs_newer(path, infos, gen, comfy):
-        return
     wf = _load(path)
     nodes = {n["id"]: n for n in wf["nodes"]}
     problems = []

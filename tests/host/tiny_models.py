@@ -75,11 +75,21 @@ Families / variants (``FAMILIES``):
   ``wan22:s2v`` (audio, reference, motion frames, pose video),
   ``wan22:animate`` (pose video, reference image; the face video only on
   request, see ``wan_variant_inputs``)
+* ``qwen_image``: ``edit_2509`` (reference latents on the positive only) and, from 0.29.0,
+  ``edit_2511`` (``default_ref_method`` index_timestep_zero, reference latents on both)
+* ``chroma_radiance``: ChromaRadiance (pixel space, 3 channels, patch 2, NeRF head)
+* From 0.29.0 (``_Spec.requires``): ``flux2`` ``dev`` (default; Flux2 config, width 128 = one
+  head of 128 as detection derives it, guidance embed), ``klein`` (no guidance embed),
+  ``klein_edit`` (klein with reference latents at timestep 0 on both conds); ``z_image``
+  (ZImage; width 256, the narrowest its 256-wide timestep embedding allows) and ``z_image:pixel``
+  (ZImagePixelSpace); ``longcat_image`` (LongCatImage, 3584-wide text); ``ovis_image``
+  (FluxSchnell config, SwiGLU MLPs and text RMSNorm)
 
 How cond/uncond reach the model (ComfyUI batches them only when every cond
 can be concatenated): one batched call per step for all families except
-``flux_kontext`` (reference_latents only on the positive, as the
-ReferenceLatent node gives) and ``lumina2`` (different ``num_tokens``), where
+``flux_kontext`` and ``qwen_image:edit_2509`` (reference_latents only on the
+positive, as the ReferenceLatent node gives) and ``lumina2``/``z_image``
+(different ``num_tokens``), where
 the positive and negative run as two separate calls per step.
 
 Notes on sizes forced by detection: Wan detects ``num_heads = dim // 128`` and
@@ -89,9 +99,9 @@ detects ``attention_head_dim = inner // 32`` with the default 32 heads, so tiny
 LTXV is 32 heads of dim 2 with 4096-wide T5 captions; SD3 detects
 ``hidden = 64 * depth`` (2 blocks -> hidden 128, 2 heads).
 
-Families that exist only in newer ComfyUI releases name their
-``comfy.supported_models`` class in ``_Spec.requires``; where the running
-ComfyUI lacks it they are left out of ``FAMILIES`` (not collected, not skipped).
+A family only newer releases have names what it needs in ``_Spec.requires`` (a
+``comfy.supported_models`` class, or "module:attr"); where the running ComfyUI lacks it the
+family is left out of ``FAMILIES``, so its tests are not collected there (never skipped).
 
 API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
 ``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
@@ -135,14 +145,16 @@ class _Spec:
     ctx_dim: int = 64
     ctx_tokens: int = 8
     blocks: Tuple[str, ...] = ()
-    # the comfy.supported_models class this family needs: left out of FAMILIES where the running
-    # ComfyUI lacks it (families that exist only in newer releases)
+    # What the running ComfyUI must have for this model to exist there: a class of
+    # ``comfy.supported_models`` ("Flux2"), or "module:attr.path" for a feature of an older class.
+    # Specs whose requirement is missing are left out of FAMILIES (not collected, never skipped).
     requires: Optional[str] = None
     # unet_config keys a real checkpoint of this class is matched on, where no tiny width matches
     # (Kandinsky5Image: model_dim 2560); the class matched from them is built with the tiny config
     match_as: Optional[Dict[str, Any]] = None
-    # what ComfyUI's key-based detection makes of the tiny layout when it is not config_class
-    # (detection tells Kandinsky5Image from Kandinsky5 only by the full-size width)
+    # what ComfyUI's key-based detection makes of the tiny layout when it is not config_class,
+    # because detection recognises the model only at full width (Kandinsky5Image, Z-Image: dim
+    # 3840). Without ``match_as`` the builder then instantiates ``config_class`` directly.
     detected_as: Optional[str] = None
     # latent audio frames of audio-video models (LTX-2): latents are NestedTensor(video, audio)
     audio_frames: int = 0
@@ -271,21 +283,82 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ), False, video=True, default_frames=1, blocks=("blocks",)),
 }
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video"}
+
+_FLUX2_BASE = dict(  # what comfy/model_detection.py derives for a Flux.2 state dict, at width 128
+    image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64, hidden_size=128,
+    mlp_ratio=3.0, num_heads=1, depth=2, depth_single_blocks=2, axes_dim=[32, 32, 32, 32], theta=2000,
+    patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3], global_modulation=True,
+    mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0, yak_mlp=False,
+    txt_norm=False,
+)
+# Z-Image's t_embedder emits 256 features that its adaLN reads as min(dim, 256): dim >= 256
+_Z_IMAGE_BASE = dict(
+    image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=2, n_refiner_layers=1,
+    n_heads=4, n_kv_heads=4, qk_norm=True, axes_dims=[16, 24, 24], axes_lens=[1536, 512, 512], rope_theta=256.0,
+    ffn_dim_multiplier=1.0, multiple_of=16, z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32,
+)
+_QWEN_BASE = dict(
+    image_model="qwen_image", in_channels=64, out_channels=16, num_layers=2, attention_head_dim=32,
+    num_attention_heads=2, joint_attention_dim=64, axes_dims_rope=(8, 12, 12),
+)
+_DOUBLE_SINGLE = ("double_blocks", "single_blocks")
+
+SPECS.update({
+    ("flux2", "dev"): _Spec("Flux2", dict(_FLUX2_BASE), True, blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("flux2", "klein"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True, blocks=_DOUBLE_SINGLE,
+                              requires="Flux2"),
+    # reference latents whose tokens are modulated at timestep 0 (FluxKontextMultiReferenceLatentMethod)
+    ("flux2", "klein_edit"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True,
+                                   blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("z_image", None): _Spec("ZImage", dict(_Z_IMAGE_BASE), False, ctx_tokens=17, blocks=("layers",),
+                             requires="ZImage", detected_as="Lumina2"),
+    ("z_image", "pixel"): _Spec("ZImagePixelSpace", dict(
+        _Z_IMAGE_BASE, image_model="zimage_pixel", in_channels=3, decoder_in_channels=12, decoder_hidden_size=32,
+        decoder_num_res_blocks=1, decoder_max_freqs=4,
+    ), False, ctx_tokens=17, blocks=("layers",), requires="ZImagePixelSpace", detected_as="Lumina2"),
+    ("qwen_image", "edit_2509"): _Spec("QwenImage", dict(_QWEN_BASE), False, blocks=("transformer_blocks",)),
+    ("qwen_image", "edit_2511"): _Spec("QwenImage", dict(_QWEN_BASE, default_ref_method="index_timestep_zero"),
+                                       False, blocks=("transformer_blocks",),
+                                       requires="comfy.ldm.qwen_image.model:QwenImageTransformerBlock._apply_gate"),
+    ("chroma_radiance", None): _Spec("ChromaRadiance", dict(
+        image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=64, hidden_size=64,
+        mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+        patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=128, n_layers=2, nerf_hidden_size=16,
+        nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
+        nerf_embedder_dtype=None,
+    ), False, blocks=_DOUBLE_SINGLE, requires="ChromaRadiance"),
+    ("longcat_image", None): _Spec("LongCatImage", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, context_in_dim=3584, txt_ids_dims=[1, 2],
+    ), False, ctx_dim=3584, blocks=_DOUBLE_SINGLE, requires="LongCatImage"),
+    # Ovis-Image: Flux blocks with SwiGLU ("yak") MLPs and an RMSNorm on the text input; no guidance
+    # embedding, so its keys match the FluxSchnell config class
+    ("ovis_image", None): _Spec("FluxSchnell", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, yak_mlp=True, txt_norm=True, txt_ids_dims=[1, 2],
+    ), False, blocks=_DOUBLE_SINGLE, requires="comfy.ldm.flux.model:FluxParams.yak_mlp"),
+})
+
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev"}
 
 
-def _in_this_comfyui(spec: _Spec) -> bool:
-    if spec.requires is None:
+def _release_has(requirement: Optional[str]) -> bool:
+    """Whether the running ComfyUI has ``requirement`` (see ``_Spec.requires``); False when ComfyUI
+    cannot be imported (then every host test skips anyway, saying why)."""
+    if requirement is None:
         return True
+    import importlib
     try:
-        c = import_comfy()
-    except (RuntimeError, ImportError):
-        return True  # no usable ComfyUI: every host test skips, saying why
-    return hasattr(c.comfy_supported_models, spec.requires)
+        import_comfy()
+        module, _, path = requirement.rpartition(":")
+        obj = importlib.import_module(module or "comfy.supported_models")
+        for name in path.split("."):
+            obj = getattr(obj, name)
+        return True
+    except Exception:
+        return False
 
 
-# (family, variant) pairs the running ComfyUI has, variant None for families without variants
-FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _in_this_comfyui(spec)]
+# (family, variant) pairs, variant None for families without variants: the ones this ComfyUI has
+FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _release_has(spec.requires)]
 
 # Families that cannot be built in the current snapshot: (family, variant) -> reason.
 UNAVAILABLE: Dict[Tuple[str, Optional[str]], str] = {}
@@ -312,6 +385,9 @@ def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
     key = (family, variant)
     if key not in SPECS:
         raise KeyError(f"unknown tiny model family/variant {family!r}/{variant!r}; known: {family_ids()}")
+    if key not in FAMILIES:
+        raise KeyError(f"tiny model {family!r}/{variant!r} needs {SPECS[key].requires}, which this ComfyUI "
+                       "does not have")
     return key
 
 
@@ -464,6 +540,10 @@ _PARAMS_CLASS = {
     "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
     "hunyuan_video15": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
     "hunyuan_image21": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "flux2": ("comfy.ldm.flux.model", "FluxParams"),
+    "longcat_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "ovis_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "chroma_radiance": ("comfy.ldm.chroma_radiance.model", "ChromaRadianceParams"),
 }
 # What ComfyUI's detection (``comfy/model_detection.py``) puts in a base model's unet_config for
 # fields that only newer releases have: the value that keeps the release's original behaviour.
@@ -473,6 +553,8 @@ _BASE_MODEL_FIELD_VALUES = {
     "vision_in_dim": None,
     "meanflow_sum": False,
     "vec_in_dim": None,
+    "use_x0": False,
+    "use_sequential_txt_ids": False,
 }
 
 
@@ -512,8 +594,11 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
 
-    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class,
-                                 match_as=spec.match_as)
+    unet_config = release_unet_config(family, spec.unet_config)
+    if spec.detected_as is not None and spec.match_as is None:
+        model_config = getattr(c.comfy_supported_models, spec.config_class)(unet_config)
+    else:
+        model_config = _match_config(c, unet_config, spec.config_class, match_as=spec.match_as)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
@@ -549,7 +634,7 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
     if (family, variant) in UNAVAILABLE:
         raise RuntimeError(UNAVAILABLE[(family, variant)])
     spec = SPECS[(family, variant)]
-    if not _in_this_comfyui(spec):
+    if not _release_has(spec.requires):
         raise RuntimeError(f"this ComfyUI ({c.version}) has no comfy.supported_models.{spec.requires}")
     with torch.random.fork_rng(devices=[]):
         patcher, sd, loaded_via = _load_one(c, spec, family, variant, dtype, seed)
@@ -685,7 +770,26 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         m[:, : (17 if positive else 9)] = 1
         extra["attention_mask"] = m
     elif fam == "qwen_image":
-        pass
+        if var in ("edit_2509", "edit_2511"):
+            # TextEncodeQwenImageEditPlus with a VAE: reference latents of the input image(s); 2509
+            # gets them on the positive only (cond and uncond then run as separate calls), 2511 on
+            # both, as its template encodes the negative with the image too (one batched call)
+            if positive or var == "edit_2511":
+                extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+    elif fam == "flux2":
+        if tiny.unet_config.get("guidance_embed", False):
+            extra["guidance"] = 4.0  # FluxGuidance in the Flux.2 dev template
+        if var == "klein_edit":
+            # ReferenceLatent on both, then FluxKontextMultiReferenceLatentMethod(index_timestep_zero)
+            extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+            extra["reference_latents_method"] = "index_timestep_zero"
+    elif fam == "z_image":
+        # Qwen3-4B hidden states, unpadded: cond and uncond differ in length (never batched)
+        L = 17 if positive else 9
+        ctx = rn(batch, L, D)
+        extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)
+    elif fam == "chroma_radiance":
+        extra["pooled_output"] = None
     elif fam == "hidream":
         uc = tiny.unet_config
         extra["pooled_output"] = rn(batch, uc["text_emb_dim"])
@@ -733,6 +837,14 @@ def wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h:
             out["face_video_pixels"] = fv if positive else fv * 0.0 - 1.0
         return out
     raise KeyError(var)
+
+
+def _ref_latent(tiny: TinyModel, batch: int, h: int, w: int) -> torch.Tensor:
+    """A VAE-encoded reference image (what ReferenceLatent / TextEncodeQwenImageEditPlus attach),
+    the same for positive and negative."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, tiny.variant, tiny.seed, "ref"))
+    shape = [batch, tiny.latent_channels, 1, h, w] if tiny.family == "qwen_image" else [batch, tiny.latent_channels, h, w]
+    return torch.randn(shape, generator=g)
 
 
 # --------------------------------------------------------------------------
