@@ -75,12 +75,13 @@ def _load(path):
 
 
 def test_there_are_workflows():
-    names = {p.stem for p in FILES}
-    assert len(FILES) >= 14, names
+    # every file on disk, whichever release runs this
+    names = {p.stem for p in WF_DIR.glob("*.json")}
     for fam in ("flux_t2i", "flux_kontext", "chroma", "wan21_t2v", "wan21_i2v", "wan22", "hunyuan_video", "ltxv",
                 "sd35", "lumina2", "qwen_image", "hidream", "cosmos_predict2", "l2c", "hunyuan_video15",
                 "hunyuan_image21", "ltx2_av", "kandinsky5_video", "kandinsky5_image", "wan22_s2v", "wan21_humo",
-                "wan22_animate", "wan21_fun_control"):
+                "wan22_animate", "wan21_fun_control", "flux2_dev", "flux2_klein_edit", "z_image", "qwen_image_edit",
+                "chroma_radiance", "longcat_image", "ovis_image"):
         assert any(fam in n for n in names), f"no workflow for {fam}"
 
 
