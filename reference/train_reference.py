@@ -157,7 +157,7 @@ def train(args) -> tuple[ReferenceDiT, dict]:
     return ema, {"curve": curve, **info}
 
 
-def plot_curve(curve: list[dict], path: Path) -> None:
+def plot_curve(curve: list[dict], path: Path, title: str = "reference DiT flow-matching loss") -> None:
     try:
         from PIL import Image, ImageDraw
     except ImportError:
@@ -172,7 +172,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
     sy = lambda v: H - m - (H - 2 * m) * (v - lo) / max(1e-9, hi - lo)  # noqa: E731
     d.rectangle([m, m, W - m, H - m], outline="black")
     d.line([(sx(s), sy(v)) for s, v in zip(steps, ys)], fill=(30, 90, 200), width=2)
-    d.text((m, 10), f"reference DiT flow-matching loss (smoothed, log10), {steps[-1] + 1} steps", fill="black")
+    d.text((m, 10), f"{title} (smoothed, log10), {steps[-1] + 1} steps", fill="black")
     d.text((4, m), f"{10 ** hi:.3f}", fill="black")
     d.text((4, H - m - 10), f"{10 ** lo:.3f}", fill="black")
     d.text((W - m - 30, H - m + 5), str(steps[-1]), fill="black")
