@@ -4,9 +4,11 @@
 and ``folder_paths.py``) in this order:
 
 1. the ``COMFYUI_PATH`` environment variable (if set, it is the only candidate),
-2. ``<repo>/../ComfyUI``,
-3. ``/work/ComfyUI``,
-4. ``~/ComfyUI``.
+2. the checkout that holds this pack, when it sits in ``<ComfyUI>/custom_nodes/<pack>`` (where
+   users install it).
+
+``tests/hosts.py`` runs the host suite against each ComfyUI source tree in ``../shared/comfyui``
+by setting ``COMFYUI_PATH`` to a copy of it.
 
 ``import_comfy()`` puts the checkout on ``sys.path`` and imports the ComfyUI
 modules the host tests use, in CPU mode, without letting ComfyUI parse
@@ -36,17 +38,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _COMFY: Optional[types.SimpleNamespace] = None
 
 
-def _is_comfyui(path: Path) -> bool:
+def is_comfyui(path: Path) -> bool:
     return (path / "comfy").is_dir() and (path / "folder_paths.py").is_file()
 
 
-def candidate_paths():
-    """The default locations searched when ``COMFYUI_PATH`` is not set."""
-    return [
-        REPO_ROOT.parent / "ComfyUI",
-        Path("/work/ComfyUI"),
-        Path("~/ComfyUI").expanduser(),
-    ]
+def enclosing_comfyui(repo: Path = REPO_ROOT) -> Optional[Path]:
+    """The checkout holding this pack when it sits in ``<ComfyUI>/custom_nodes/<pack>``."""
+    parent = repo.resolve().parent
+    if parent.name == "custom_nodes" and is_comfyui(parent.parent):
+        return parent.parent
+    return None
 
 
 def find_comfyui() -> Tuple[Optional[Path], str]:
@@ -58,15 +59,14 @@ def find_comfyui() -> Tuple[Optional[Path], str]:
     env = os.environ.get("COMFYUI_PATH")
     if env:
         p = Path(env).expanduser().resolve()
-        if _is_comfyui(p):
+        if is_comfyui(p):
             return p, f"COMFYUI_PATH={env}"
         return None, f"COMFYUI_PATH={env} is not a ComfyUI checkout (needs comfy/ and folder_paths.py)"
-    tried = []
-    for p in candidate_paths():
-        tried.append(str(p))
-        if _is_comfyui(p):
-            return p.resolve(), f"found at {p}"
-    return None, "no ComfyUI checkout at " + ", ".join(tried)
+    enc = enclosing_comfyui()
+    if enc is not None:
+        return enc, f"the checkout holding this pack ({enc})"
+    return None, ("COMFYUI_PATH is not set and this pack is not in a ComfyUI/custom_nodes folder "
+                  "(`python tests/hosts.py` runs against ../shared/comfyui trees)")
 
 
 def force_cpu() -> bool:
@@ -138,12 +138,12 @@ def import_comfy(path: Optional[Path] = None) -> types.SimpleNamespace:
     ns.patcher_extension = mods["comfy_patcher_extension"]
     ns.nodes = mods["nodes"]
     ns.folder_paths = mods["folder_paths"]
-    ns.version = _comfy_version(path)
+    ns.version = comfy_version(path)
     _COMFY = ns
     return ns
 
 
-def _comfy_version(path: Path) -> str:
+def comfy_version(path: Path) -> str:
     try:
         txt = (path / "comfyui_version.py").read_text()
         for line in txt.splitlines():
