@@ -3,6 +3,7 @@ block-level L2C schedule through ComfyUI's real sampling, save it in the pack's 
 hand back the patched model."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -108,6 +109,24 @@ def _oom_message(what: str, latent: dict, exc: BaseException) -> RuntimeError:
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, comfy.model_management.OOM_EXCEPTION) and "out of memory" in str(exc).lower() \
         or isinstance(exc, MemoryError) or "CUDA out of memory" in str(exc)
+
+
+@contextlib.contextmanager
+def differentiable_model_code():
+    """Sets ComfyUI's own switch for training (``comfy.model_management.in_training``, which its
+    LoRA training node sets) while a router learns, so model code takes its autograd-friendly
+    paths: in 0.29.0 Flux's RoPE otherwise runs comfy-kitchen's kernel, which has no backward.
+    Restored afterwards; releases without the switch (0.3.64) need none."""
+    mm = comfy.model_management
+    if not hasattr(mm, "in_training"):
+        yield
+        return
+    old = mm.in_training
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        mm.in_training = old
 
 
 def _to_image(img: Image.Image) -> torch.Tensor:
@@ -361,7 +380,7 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]):
+    with frozen([m.model]), differentiable_model_code():
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
