@@ -139,7 +139,7 @@ def run_methods(b: "Bench") -> None:
     # calibrated on other seeds, one sample per digit
     labels10 = list(range(10))
     pos, neg = s.conds(labels10)
-    latent = {"samples": torch.zeros(10, s.fd.LATENT_CHANNELS, s.fd.IMAGE_SIZE, s.fd.IMAGE_SIZE)}
+    latent = {"samples": torch.zeros(10, s.fd.LATENT_CHANNELS, s.fd.LATENT_SIZE, s.fd.LATENT_SIZE)}
     t0 = time.perf_counter()
     report = s.node(s.nodes["learn_nodes"].TeaCacheCalibrate, model=s.model, positive=pos, negative=neg,
                     latent=latent, seed=CALIBRATION_SEED, seeds=a.calibration_seeds, steps=a.steps,
@@ -270,22 +270,16 @@ def child(args) -> int:
 
 # ============================================================================ parent
 def find_trees() -> list[Path]:
-    sys.path.insert(0, str(REPO / "tests"))
-    import hosts
-    trees = hosts.shared_trees()
-    if not trees and "DITCACHE_COMFYUI_TREES" not in os.environ:
-        for up in REPO.parents:
-            if (up / "shared" / "comfyui").is_dir():
-                os.environ["DITCACHE_COMFYUI_TREES"] = str(up / "shared" / "comfyui")
-                trees = hosts.shared_trees()
-                break
+    from bench.common import comfyui_hosts
+    trees = comfyui_hosts().shared_trees()
     if not trees:
         raise SystemExit("no ComfyUI source tree found: set DITCACHE_COMFYUI_TREES (a checkout or a folder of them)")
     return trees
 
 
 def run_release(tree: Path, argv: list[str], work: Path) -> dict:
-    import hosts
+    from bench.common import comfyui_hosts
+    hosts = comfyui_hosts()
     host = hosts.Host(tree, "source tree", True)
     py = hosts.ensure_env(host, work)
     checkout = hosts._copy_tree(tree, work / host.version)

@@ -42,7 +42,7 @@ class Session:
         self.nodes["folders"].register()
         self.model = self.nodes["digits_nodes"].FluxDigitsLoader.execute(self.fd.MODEL_FILE).args[0]
         self.dm = self.model.model.diffusion_model
-        self.block_weights = block_costs(self.dm)
+        self.block_weights = block_costs(self.dm, (self.fd.LATENT_SIZE // 2) ** 2)
 
     # -- sampling ------------------------------------------------------------------------------
     def conds(self, labels):
@@ -52,7 +52,7 @@ class Session:
         """The raw LATENT samples of ``nodes.common_ksampler`` (what the KSampler node runs)."""
         import nodes
         pos, neg = self.conds(labels)
-        latent = {"samples": torch.zeros(len(labels), self.fd.LATENT_CHANNELS, self.fd.IMAGE_SIZE, self.fd.IMAGE_SIZE)}
+        latent = {"samples": torch.zeros(len(labels), self.fd.LATENT_CHANNELS, self.fd.LATENT_SIZE, self.fd.LATENT_SIZE)}
         return nodes.common_ksampler(model, seed, steps, cfg, SAMPLER, SCHEDULER, pos, neg, latent)[0]["samples"]
 
     def pixels(self, latent: torch.Tensor) -> torch.Tensor:
@@ -75,12 +75,10 @@ class Session:
 
 
 # -- measurements -------------------------------------------------------------------------------
-def block_costs(dm) -> list[float]:
-    """Relative cost of each Flux block per model evaluation of this model's 8x8 latent: weights
-    times the tokens they process (double blocks: image weights x 16 image tokens + text weights x 1
-    text token; single blocks: all weights x 17 joined tokens). Attention scores (17x17) are
-    negligible here."""
-    img_tokens, txt_tokens = 16, 1
+def block_costs(dm, img_tokens: int, txt_tokens: int = 1) -> list[float]:
+    """Relative cost of each Flux block per model evaluation: weights times the tokens they
+    process (double blocks: image weights x image tokens + text weights x text tokens; single
+    blocks: all weights x the joined tokens). Attention scores (5x5 tokens here) are negligible."""
     out = []
     for b in dm.double_blocks:
         img = sum(p.numel() for n, p in b.named_parameters() if n.startswith("img_"))

@@ -329,8 +329,8 @@ def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache",
     return stats
 
 
-def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42):
-    return g.add("KSampler", model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, title=None):
+    return g.add("KSampler", title=title, model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                  scheduler=scheduler, positive=pos, negative=neg, latent_image=latent, denoise=1.0)
 
 
@@ -553,6 +553,24 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def flux_digits_compare(g):
+    """The pack's own Flux digits model (ComfyUI's Flux class, trained on 8x8 digits; runs on a CPU,
+    nothing to download): the same seed sampled at full compute and with TeaCache, both decoded,
+    Cache Stats on the cached run. A comparison node goes between the two decoded batches."""
+    model = g.add("DitCache_FluxDigitsLoader", unet_name="dit_cache_flux_digits.safetensors")
+    pos = g.add("DitCache_DigitConditioning", digits="0123456789")
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=32, height=32, batch_size=10)
+    tc = teacache(g, model)
+    full = ksampler(g, model, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0, title="KSampler (full compute)")
+    cached = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0, title="KSampler (TeaCache)")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=cached.out(0))
+    dec_full = g.add("DitCache_DigitDecode", title="Digit Decode (full compute)", samples=full.out(0), scale=8)
+    dec_tc = g.add("DitCache_DigitDecode", title="Digit Decode (TeaCache)", samples=stats.out(0), scale=8)
+    g.add("SaveImage", images=dec_full.out(0), filename_prefix="dit-cache/flux_digits_full")
+    g.add("SaveImage", images=dec_tc.out(0), filename_prefix="dit-cache/flux_digits_teacache")
+
+
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -568,6 +586,7 @@ WORKFLOWS = {
     "hidream_teacache": hidream,
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
+    "flux_digits_teacache_compare": flux_digits_compare,
 }
 
 

@@ -39,7 +39,6 @@ import argparse
 import copy
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -54,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cache_core import flux_digits as fd  # noqa: E402
-from reference.train_reference import load_digits_tensor, plot_curve  # noqa: E402
+from reference.train_reference import cosine_lr, ema_update, load_digits_tensor, plot_curve  # noqa: E402
 
 log = logging.getLogger("train_flux_digits")
 
@@ -133,18 +132,12 @@ def train(comfy, args):
     log.info("Flux config %s: %.2fM parameters (%d trained)", CONFIG, n_params / 1e6, sum(p.numel() for p in params))
     pix, y_all = load_digits_tensor()
     x_all = fd.pixels_to_model_space(pix)
-    u = fd.direction().view(1, -1, 1, 1)
     n = len(x_all)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(args.seed)
 
     def lr_at(step):
-        # cosine decay over whichever runs out first, the step count or the wall-clock budget
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        p = max((step - args.warmup) / max(1, args.steps - args.warmup),
-                (time.perf_counter() - t0) / (args.max_minutes * 60))
-        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * min(1.0, p)))
+        return cosine_lr(step, args, t0)
 
     curve, running = [], None
     t0 = time.perf_counter()
@@ -168,20 +161,17 @@ def train(comfy, args):
             loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        ema_update(ema, model, step, args.ema)
         lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
             el = time.perf_counter() - t0
-            with torch.no_grad():  # the error along the data direction (what decodes to pixels)
-                sig = float((err.detach() * u).sum(1).pow(2).mean())
+            with torch.no_grad():  # the part of the error that decodes to pixels
+                sig = float(fd.model_space_to_pixels(err.detach()).pow(2).mean())
             curve.append({"step": step, "loss": lv, "loss_smooth": running, "loss_pixels": sig, "lr": lr_at(step),
                           "elapsed_s": el})
             if step % (args.log_every * 10) == 0:
-                log.info("step %5d/%d loss %.4f (smoothed %.4f, along the pixel direction %.4f) lr %.2e %.0fs",
+                log.info("step %5d/%d loss %.4f (smoothed %.4f, in pixels %.4f) lr %.2e %.0fs",
                          step, args.steps, lv, running, sig, lr_at(step), el)
         if time.perf_counter() - t0 > args.max_minutes * 60:
             log.warning("stopping at step %d: the %.0f-minute budget is spent", step, args.max_minutes)
