@@ -17,7 +17,9 @@ it once). Everything of one release happens in that one ComfyUI process, on 1 CP
 * methods, each through its node's ``execute``: TeaCache Patch with the published ``flux``, the
   ``raw`` and calibrated coefficients (TeaCache Calibrate on other seeds), L2C (L2C Learn
   Schedule on other seeds, at several lambda), TeaCache + L2C, ComfyUI's EasyCache and LazyCache
-  (their default start 0.15 / end 0.95, several reuse thresholds), fewer steps, and uniform step
+  (their default start 0.15 / end 0.95, several reuse thresholds; also with their change
+  estimate over every latent position instead of every 8th row and column, which on this 4x4
+  latent is a single corner position), fewer steps, and uniform step
   skipping (the pack's block-stack reuse, computing every k-th step: TeaCache's accumulator with
   a constant rescaling of 1 and threshold k - 0.5);
 * fidelity: PSNR and SSIM (kornia, ``bench/comfy_session.py``) of the decoded 8x8 digits against
@@ -165,12 +167,17 @@ def run_methods(b: "Bench") -> None:
         b.run(f"TeaCache `raw` + L2C (lam {a.lams[len(a.lams) // 2]:g})", f"raw {t:g} + L2C", m, param=t)
 
     import comfy_extras.nodes_easycache as ec
-    for t in a.easycache_thresholds:
-        b.run("ComfyUI EasyCache", f"EasyCache {t:g}", s.node(ec.EasyCacheNode, model=s.model, reuse_threshold=t)[0],
-              param=t)
-    for t in a.lazycache_thresholds:
-        b.run("ComfyUI LazyCache", f"LazyCache {t:g}", s.node(ec.LazyCacheNode, model=s.model, reuse_threshold=t)[0],
-              param=t)
+    for name, node, grid in (("EasyCache", ec.EasyCacheNode, a.easycache_thresholds),
+                             ("LazyCache", ec.LazyCacheNode, a.lazycache_thresholds)):
+        for t in grid:
+            b.run(f"ComfyUI {name}", f"{name} {t:g}", s.node(node, model=s.model, reuse_threshold=t)[0], param=t)
+        # the nodes estimate the change on every 8th latent row and column: on this 4x4 latent that is one
+        # position (a corner) of 16, where a 1024x1024 image gives them 256 of 16384. Also measured with
+        # every position (not a node input: the holder's subsample_factor set on this clone)
+        for t in grid:
+            m = s.node(node, model=s.model, reuse_threshold=t)[0]
+            m.model_options["transformer_options"]["easycache"].subsample_factor = 1
+            b.run(f"ComfyUI {name}, every latent position", f"{name} {t:g} sub1", m, param=t)
 
     for n in a.fewer_steps:
         b.run("baseline: fewer steps", f"{n} steps", s.model, param=n, steps=n)
