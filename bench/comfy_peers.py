@@ -1,7 +1,7 @@
 """Side by side inside ComfyUI, on the trained Flux digits model: this pack's nodes against
 ComfyUI's own EasyCache and LazyCache nodes, fewer steps and uniform step skipping.
 
-    python -m bench.comfy_peers [--per-class 2] [--steps 25] [--cfg 3] [--repeats 3]
+    python -m bench.comfy_peers [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
     python -m bench.comfy_peers --accuracy      # full-compute classifier accuracy only (cfg 1-4)
 
 Runs one process per ComfyUI release: every source tree ``tests/hosts.py`` finds
@@ -17,9 +17,8 @@ it once). Everything of one release happens in that one ComfyUI process, on 1 CP
 * methods, each through its node's ``execute``: TeaCache Patch with the published ``flux``, the
   ``raw`` and calibrated coefficients (TeaCache Calibrate on other seeds), L2C (L2C Learn
   Schedule on other seeds, at several lambda), TeaCache + L2C, ComfyUI's EasyCache and LazyCache
-  (their default start 0.15 / end 0.95, several reuse thresholds; also with their change
-  estimate over every latent position instead of every 8th row and column, which on this 4x4
-  latent is a single corner position), fewer steps, and uniform step
+  (their default start 0.15 / end 0.95, several reuse thresholds; as shipped and in the variants
+  :func:`peer_variants` explains), fewer steps, and uniform step
   skipping (the pack's block-stack reuse, computing every k-th step: TeaCache's accumulator with
   a constant rescaling of 1 and threshold k - 0.5);
 * fidelity: PSNR and SSIM (kornia, ``bench/comfy_session.py``) of the decoded 8x8 digits against
@@ -91,7 +90,14 @@ class Bench:
             _, rs = timed(lambda: self.sample(self.s.model), 1)
             self.ref_times += rs
         with count_blocks(self.s.dm, self.s.block_weights) as done:
-            x = self.sample(model, steps)
+            try:
+                x = self.sample(model, steps)
+            except Exception as e:  # a peer node that fails on this release is a result too
+                row = {"release": self.s.version, "family": family, "method": label, "param": param, "steps": steps,
+                       "error": f"{type(e).__name__}: {e}"}
+                self.rows.append(row)
+                log.warning("[%s] %-34s failed: %s", self.s.version, label, row["error"])
+                return row
         work = done["work"] / self.full_work
         lat, secs = timed(lambda: self.sample(model, steps), self.args.repeats)
         if not torch.equal(lat, x):
@@ -169,20 +175,43 @@ def run_methods(b: "Bench") -> None:
     import comfy_extras.nodes_easycache as ec
     for name, node, grid in (("EasyCache", ec.EasyCacheNode, a.easycache_thresholds),
                              ("LazyCache", ec.LazyCacheNode, a.lazycache_thresholds)):
-        for t in grid:
-            b.run(f"ComfyUI {name}", f"{name} {t:g}", s.node(node, model=s.model, reuse_threshold=t)[0], param=t)
-        # the nodes estimate the change on every 8th latent row and column: on this 4x4 latent that is one
-        # position (a corner) of 16, where a 1024x1024 image gives them 256 of 16384. Also measured with
-        # every position (not a node input: the holder's subsample_factor set on this clone)
-        for t in grid:
-            m = s.node(node, model=s.model, reuse_threshold=t)[0]
-            m.model_options["transformer_options"]["easycache"].subsample_factor = 1
-            b.run(f"ComfyUI {name}, every latent position", f"{name} {t:g} sub1", m, param=t)
+        for variant, copied, every in peer_variants(name):
+            for t in grid:
+                m = s.node(node, model=input_copied(s.model) if copied else s.model, reuse_threshold=t)[0]
+                if every:
+                    m.model_options["transformer_options"]["easycache"].subsample_factor = 1
+                b.run(f"ComfyUI {name}{variant}", f"{name} {t:g}{variant}", m, param=t)
 
     for n in a.fewer_steps:
         b.run("baseline: fewer steps", f"{n} steps", s.model, param=n, steps=n)
     for k in a.uniform_every:
         b.run("baseline: uniform step skipping", f"compute every {k}", uniform_skip(s, k), param=k)
+
+
+def peer_variants(name: str) -> list[tuple[str, bool, bool]]:
+    """(family suffix, input copied, every latent position) of the EasyCache/LazyCache rows.
+
+    * As shipped.
+    * EasyCache with its input copied: on a reused step EasyCache adds its cached difference into
+      the diffusion model's input in place (``apply_cache_diff``), and in a float32 run of a flow
+      model (this CPU run) that input is the very tensor ComfyUI computes the denoised sample from
+      (``calculate_input`` and ``.to(dtype)`` return it unchanged), so every reused step is wrong.
+      In a bf16/fp16 run the input is a cast copy and the bug is invisible; the copy (a
+      DIFFUSION_MODEL wrapper outside EasyCache's) gives this run the same.
+    * The change estimate over every latent position: the nodes look at every 8th latent row and
+      column, which on this 4x4 latent is one corner position of 16 (a 1024x1024 image gives them 256
+      of 16384). Not a node input: the holder's ``subsample_factor`` set on the clone."""
+    if name == "EasyCache":
+        return [("", False, False), (", input copied", True, False), (", input copied, every position", True, True)]
+    return [("", False, False), (", every position", False, True)]
+
+
+def input_copied(model):
+    import comfy.patcher_extension
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "dit_cache_bench_copy",
+                           lambda executor, x, *args, **kw: executor(x.clone(), *args, **kw))
+    return m
 
 
 def uniform_skip(s, every: int):
@@ -222,8 +251,14 @@ def overhead(b: "Bench") -> list[dict]:
         "ComfyUI LazyCache, threshold 0": s.node(ec.LazyCacheNode, model=s.model, reuse_threshold=0.0)[0],
     }
     ref = b.sample(s.model)
+    same, failed = {}, {}
+    for k, m in list(off.items()):
+        try:
+            same[k] = torch.equal(b.sample(m), ref)
+        except Exception as e:
+            failed[k] = f"{type(e).__name__}: {e}"
+            del off[k]
     times = {k: [] for k in ["bare model", *off]}
-    same = {k: torch.equal(b.sample(m), ref) for k, m in off.items()}
     for _ in range(a.overhead_repeats):
         for k in times:
             m = s.model if k == "bare model" else off[k]
@@ -238,6 +273,7 @@ def overhead(b: "Bench") -> list[dict]:
                     "ms_per_step": (t - t_bare) / a.steps * 1e3, "identical": same.get(k, True), "seconds": ts})
         log.info("[%s] overhead %-44s %.3fs  %.3fx  %+.2f ms/step  identical %s", s.version, k, t, t / t_bare,
                  (t - t_bare) / a.steps * 1e3, same.get(k, True))
+    out += [{"release": s.version, "node": k, "error": e} for k, e in failed.items()]
     return out
 
 
@@ -312,7 +348,11 @@ def frontier_table(rows: list[dict]) -> list[str]:
     lines = ["| method | " + " | ".join(f"@ {t:g}×" for t in TARGETS) + " | fastest: measured (bound), PSNR |",
              "|---|" + "---:|" * (len(TARGETS) + 1)]
     for f in fams:
-        rs = [r for r in rows if r["family"] == f]
+        rs = [r for r in rows if r["family"] == f and "error" not in r]
+        if not rs:
+            err = next(r["error"] for r in rows if r["family"] == f)
+            lines.append(f"| {f} | " + " | ".join("failed" for _ in TARGETS) + f" | failed: {err[:80]} |")
+            continue
         pts = [(r["speedup"], r["psnr"]) for r in rs if math.isfinite(r["psnr"])]
         cells = []
         for t in TARGETS:
@@ -328,6 +368,9 @@ def row_table(rows: list[dict]) -> list[str]:
     lines = ["| method | setting | work | bound | measured | PSNR dB | SSIM | accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['family']} | {r['method']} | failed: {r['error'][:100]} | | | | | |")
+            continue
         p = "∞" if not math.isfinite(r["psnr"]) else f"{r['psnr']:.1f}"
         lines.append(f"| {r['family']} | {r['method']} | {r['work']:.3f} | {r['bound']:.2f}× | {r['speedup']:.2f}× "
                      f"| {p} | {r['ssim']:.3f} | {r['accuracy']:.2f} |")
@@ -337,6 +380,9 @@ def row_table(rows: list[dict]) -> list[str]:
 def overhead_table(over: list[dict]) -> list[str]:
     lines = ["| node, caching off | seconds | ratio | ms per step | output identical |", "|---|---:|---:|---:|---|"]
     for o in over:
+        if "error" in o:
+            lines.append(f"| {o['node']} | failed: {o['error'][:100]} | | | |")
+            continue
         lines.append(f"| {o['node']} | {o['median_s']:.3f} | {o['ratio']:.3f}× | {o['ms_per_step']:+.2f} | "
                      f"{'yes' if o['identical'] else 'no'} |")
     return lines
@@ -363,7 +409,7 @@ def plot(results: dict, path: Path) -> None:
         for ver, res in results.items():
             series: dict[str, list] = {}
             for r in res["rows"]:
-                if r["family"] != "reference" and math.isfinite(r["psnr"]):
+                if r["family"] != "reference" and "error" not in r and math.isfinite(r["psnr"]):
                     series.setdefault(r["family"], []).append((r["speedup"], r["psnr"]))
             p = Path(d) / f"{ver}.png"
             scatter_plot(series, p, f"Flux digits model in ComfyUI {ver}: PSNR vs measured speed-up",
@@ -414,7 +460,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m bench.comfy_peers", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-class", type=int, default=2)
+    ap.add_argument("--per-class", type=int, default=5)
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--cfg", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)

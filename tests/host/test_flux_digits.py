@@ -14,7 +14,7 @@ from pack import REPO, sub
 
 # reference/flux_digits/eval.json: full compute at 25 euler steps, cfg 3 (200 samples per release)
 STEPS, CFG = 25, 3.0
-MIN_ACCURACY = 0.9  # of 20 samples; the stated figure is higher (see eval.json), this leaves room for 2 misses
+MIN_ACCURACY = 0.95  # of 20 samples: the stated figure is 100% at cfg 3 (eval.json); one miss allowed
 
 
 @pytest.fixture(scope="module")
