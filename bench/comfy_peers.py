@@ -23,14 +23,15 @@ it once). Everything of one release happens in that one ComfyUI process, on 1 CP
   a constant rescaling of 1 and threshold k - 0.5);
 * fidelity: PSNR and SSIM (kornia, ``bench/comfy_session.py``) of the decoded 8x8 digits against
   the full-compute samples of the same seed, and the digits classifier's accuracy;
-* speed: wall-clock of the full-compute run (median of the last three; one is timed next to
-  every setting, because a shared machine's speed drifts) over the median of ``--repeats`` runs
-  of the setting; its bound is 1 / (share of the block work still computed), counted by hooks
-  on the blocks (``comfy_session.block_costs`` weighs blocks by the tokens they process);
+* speed: the full-compute run and the setting alternate ``--repeats`` times; the measured
+  speed-up is the median of the pairs' ratios of this process's CPU time (1 thread: the work
+  done, steadier than wall time on a machine shared with other jobs; the wall-clock ratio is in
+  the JSON too). Its bound is 1 / (share of the block work still computed), counted by hooks on
+  the blocks (``comfy_session.block_costs`` weighs blocks by the tokens they process);
 * overhead with caching off: TeaCache Patch at threshold 0, L2C Schedule Loader with an
   all-compute schedule, EasyCache and LazyCache at reuse threshold 0, against the bare model
-  (interleaved, ``--overhead-repeats`` each), per sampling step and as a ratio, and whether the
-  output stayed bit-identical.
+  (interleaved, ``--overhead-repeats`` each, CPU time), per sampling step and as a ratio, and
+  whether the output stayed bit-identical.
 
 Writes ``bench/results/comfy_peers.json`` (every row, both releases), ``comfy_peers.md`` (PSNR
 at measured 1.5x / 2x / 3x, interpolated on each method's Pareto frontier as in
@@ -74,7 +75,6 @@ class Bench:
         self.labels = torch.arange(10).repeat_interleave(args.per_class).tolist()
         self.rows: list[dict] = []
         self.ref = None
-        self.ref_times: list[float] = []
         self.clf = __import__("bench.comfy_session", fromlist=["classifier"]).classifier()
         self.full_work = sum(s.block_weights) * args.steps
 
@@ -83,12 +83,9 @@ class Bench:
                              steps or self.args.steps, self.args.cfg)
 
     def run(self, family: str, label: str, model, param=None, steps: int | None = None) -> dict:
-        from bench.comfy_session import count_blocks, kornia_metrics, median, timed
+        from bench.comfy_session import clocked, count_blocks, kornia_metrics, median
         import torch
         steps = steps or self.args.steps
-        if self.ref is not None:
-            _, rs = timed(lambda: self.sample(self.s.model), 1)
-            self.ref_times += rs
         with count_blocks(self.s.dm, self.s.block_weights) as done:
             try:
                 x = self.sample(model, steps)
@@ -99,22 +96,33 @@ class Bench:
                 log.warning("[%s] %-34s failed: %s", self.s.version, label, row["error"])
                 return row
         work = done["work"] / self.full_work
-        lat, secs = timed(lambda: self.sample(model, steps), self.args.repeats)
-        if not torch.equal(lat, x):
-            log.warning("%s: repeated runs differ (the method keeps state between runs?)", label)
+        # paired timing: full compute and this setting alternate, so slow swings of a shared machine's
+        # load cancel in each pair's ratio
+        ref_c, ref_w, cpu, wall = [], [], [], []
+        for _ in range(self.args.repeats):
+            _, c, w = clocked(lambda: self.sample(self.s.model))
+            ref_c.append(c)
+            ref_w.append(w)
+            lat, c, w = clocked(lambda: self.sample(model, steps))
+            cpu.append(c)
+            wall.append(w)
+            if not torch.equal(lat, x):
+                log.warning("%s: repeated runs differ (the method keeps state between runs?)", label)
         px = self.s.pixels(x)
         if self.ref is None:
-            self.ref, self.ref_times = px, list(secs)
+            self.ref = px
         psnr, ssim = kornia_metrics(px, self.ref)
-        t_ref = median(self.ref_times[-3:])
         acc = self.clf.accuracy(px, torch.tensor(self.labels))
         row = {"release": self.s.version, "family": family, "method": label, "param": param, "steps": steps,
-               "work": work, "bound": 1.0 / work if work > 0 else math.inf, "seconds": secs,
-               "median_s": median(secs), "uncached_s": t_ref, "speedup": t_ref / median(secs), "psnr": psnr,
-               "ssim": ssim, "accuracy": acc}
+               "work": work, "bound": 1.0 / work if work > 0 else math.inf,
+               "cpu_s": cpu, "uncached_cpu_s": ref_c, "wall_s": wall, "uncached_wall_s": ref_w,
+               "speedup": median([r / c for r, c in zip(ref_c, cpu)]),
+               "speedup_wall": median([r / w for r, w in zip(ref_w, wall)]),
+               "psnr": psnr, "ssim": ssim, "accuracy": acc}
         self.rows.append(row)
-        log.info("[%s] %-34s work %.3f bound %.2fx measured %.2fx PSNR %5s SSIM %.3f acc %.2f", self.s.version,
-                 label, work, row["bound"], row["speedup"], "inf" if math.isinf(psnr) else f"{psnr:.1f}", ssim, acc)
+        log.info("[%s] %-34s work %.3f bound %.2fx measured %.2fx (wall %.2fx) PSNR %5s SSIM %.3f acc %.2f",
+                 self.s.version, label, work, row["bound"], row["speedup"], row["speedup_wall"],
+                 "inf" if math.isinf(psnr) else f"{psnr:.1f}", ssim, acc)
         return row
 
 
@@ -234,7 +242,7 @@ def overhead(b: "Bench") -> list[dict]:
     """Caching off, each node against the bare model, interleaved (see the module doc)."""
     import torch
     import comfy_extras.nodes_easycache as ec
-    from bench.comfy_session import median
+    from bench.comfy_session import clocked, median
     s, a = b.s, b.args
     l2c_mod = sub_module(s, "cache_core.l2c")
     folders = s.nodes["folders"]
@@ -259,18 +267,19 @@ def overhead(b: "Bench") -> list[dict]:
             failed[k] = f"{type(e).__name__}: {e}"
             del off[k]
     times = {k: [] for k in ["bare model", *off]}
+    walls = {k: [] for k in times}
     for _ in range(a.overhead_repeats):
         for k in times:
-            m = s.model if k == "bare model" else off[k]
-            t0 = time.perf_counter()
-            b.sample(m)
-            times[k].append(time.perf_counter() - t0)
+            _, c, w = clocked(lambda: b.sample(s.model if k == "bare model" else off[k]))
+            times[k].append(c)
+            walls[k].append(w)
     t_bare = median(times["bare model"])
     out = []
     for k, ts in times.items():
         t = median(ts)
         out.append({"release": s.version, "node": k, "median_s": t, "ratio": t / t_bare,
-                    "ms_per_step": (t - t_bare) / a.steps * 1e3, "identical": same.get(k, True), "seconds": ts})
+                    "ms_per_step": (t - t_bare) / a.steps * 1e3, "identical": same.get(k, True), "cpu_s": ts,
+                    "wall_s": walls[k]})
         log.info("[%s] overhead %-44s %.3fs  %.3fx  %+.2f ms/step  identical %s", s.version, k, t, t / t_bare,
                  (t - t_bare) / a.steps * 1e3, same.get(k, True))
     out += [{"release": s.version, "node": k, "error": e} for k, e in failed.items()]
@@ -357,7 +366,7 @@ def frontier_table(rows: list[dict]) -> list[str]:
         cells = []
         for t in TARGETS:
             v = interpolate_at(pts, t)
-            cells.append("—" if v is None else f"{v[1]}{v[0]:.1f}")
+            cells.append("—" if v is None else f"{v[1].replace('>=', '≥')}{v[0]:.1f}")
         top = max(rs, key=lambda r: r["speedup"])
         lines.append(f"| {f} | " + " | ".join(cells) + f" | {top['speedup']:.2f}× ({top['bound']:.2f}×), "
                      f"{top['psnr']:.1f} |")
@@ -365,20 +374,21 @@ def frontier_table(rows: list[dict]) -> list[str]:
 
 
 def row_table(rows: list[dict]) -> list[str]:
-    lines = ["| method | setting | work | bound | measured | PSNR dB | SSIM | accuracy |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | setting | work | bound | measured (CPU) | wall | PSNR dB | SSIM | accuracy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['family']} | {r['method']} | failed: {r['error'][:100]} | | | | | |")
+            lines.append(f"| {r['family']} | {r['method']} | failed: {r['error'][:100]} | | | | | | |")
             continue
         p = "∞" if not math.isfinite(r["psnr"]) else f"{r['psnr']:.1f}"
         lines.append(f"| {r['family']} | {r['method']} | {r['work']:.3f} | {r['bound']:.2f}× | {r['speedup']:.2f}× "
-                     f"| {p} | {r['ssim']:.3f} | {r['accuracy']:.2f} |")
+                     f"| {r['speedup_wall']:.2f}× | {p} | {r['ssim']:.3f} | {r['accuracy']:.2f} |")
     return lines
 
 
 def overhead_table(over: list[dict]) -> list[str]:
-    lines = ["| node, caching off | seconds | ratio | ms per step | output identical |", "|---|---:|---:|---:|---|"]
+    lines = ["| node, caching off | CPU seconds per run | ratio | ms per step | output identical |",
+             "|---|---:|---:|---:|---|"]
     for o in over:
         if "error" in o:
             lines.append(f"| {o['node']} | failed: {o['error'][:100]} | | | |")
@@ -391,8 +401,10 @@ def overhead_table(over: list[dict]) -> list[str]:
 def report(results: dict, args, command: str) -> str:
     md = [f"# ComfyUI peers on the Flux digits model", "",
           f"`{command}`: {args.per_class * 10} samples ({args.per_class} per digit), {args.steps} steps euler/simple, "
-          f"cfg {args.cfg:g}, 1 CPU thread. PSNR (dB) against full compute, interpolated on each method's Pareto "
-          "frontier at a measured speed-up (≥: its slowest setting is already faster; —: not reached).", ""]
+          f"cfg {args.cfg:g}, 1 CPU thread. Measured speed-up: median ratio of CPU time against full compute, "
+          f"{args.repeats} alternating pairs; bound: 1 / share of block work computed. PSNR (dB) of the decoded digits "
+          "against full compute, interpolated on each method's Pareto frontier at a measured speed-up (≥: its "
+          "slowest setting is already faster; —: not reached).", ""]
     for ver, res in results.items():
         md += [f"## ComfyUI {ver}", ""] + frontier_table(res["rows"]) + [""]
         md += ["Every setting:", ""] + row_table(res["rows"]) + [""]
