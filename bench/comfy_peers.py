@@ -234,8 +234,8 @@ def uniform_skip(s, every: int):
 
 
 def sub_module(s, name):
-    from pack import sub
-    return sub(name)
+    from devtools.comfy_host import pack_module
+    return pack_module(name)
 
 
 def overhead(b: "Bench") -> list[dict]:

@@ -2,14 +2,12 @@
 the measurements the ComfyUI benchmarks share (block work done, kornia PSNR/SSIM, accuracy).
 
 Imported only by a Python that runs ComfyUI's requirements, with ``COMFYUI_PATH`` naming the
-checkout (``bench.comfy_peers`` and ``bench.run_workflow`` start such processes). ComfyUI is
-imported in CPU mode the way the host tests do it (``tests/host/comfy_env.py``), and this pack the
-way ComfyUI loads a custom node (``tests/host/pack.py``).
+checkout (``bench.comfy_peers`` starts such processes). ComfyUI is imported in CPU mode, and this
+pack the way ComfyUI loads a custom node, by ``devtools/comfy_host.py`` (as the host tests do).
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import statistics
 import sys
 import time
@@ -18,11 +16,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO / "tests" / "host") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests" / "host"))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-import comfy_env  # noqa: E402
-from pack import sub  # noqa: E402
+from devtools import comfy_host  # noqa: E402
+from devtools.comfy_host import pack_module as sub  # noqa: E402
 
 SAMPLER, SCHEDULER = "euler", "simple"
 
@@ -32,7 +30,7 @@ class Session:
 
     def __init__(self, threads: int = 1):
         torch.set_num_threads(threads)
-        self.ns = comfy_env.import_comfy()
+        self.ns = comfy_host.import_comfy()
         self.version = self.ns.version
         import comfy.utils
         comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -109,17 +107,11 @@ def count_blocks(dm, weights):
 
 
 def kornia_metrics(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """(PSNR dB, SSIM) of two [B, 1, 8, 8] pixel batches in [-1, 1], by kornia (ComfyUI's
-    requirement): images mapped to [0, 1]; PSNR over all pixels of the batch; SSIM with a 3x3
-    window (kornia's Gaussian, sigma 1.5) and 'valid' padding (a 6x6 map per 8x8 digit), averaged."""
-    import kornia.metrics
-    x = ((a.float() + 1) / 2).clamp(0, 1)
-    y = ((b.float() + 1) / 2).clamp(0, 1)
-    if torch.equal(x, y):
-        return math.inf, 1.0
-    p = float(kornia.metrics.psnr(x, y, 1.0))
-    s = float(kornia.metrics.ssim(x, y, 3, max_val=1.0, padding="valid").mean())
-    return p, s
+    """(PSNR dB, SSIM) of two [B, 1, 8, 8] pixel batches in [-1, 1]: the demo's conventions
+    (``cache_core.demo.psnr`` / ``ssim``: kornia through ``cache_core.metrics``, data range 2, one
+    MSE over the batch, a 3x3 window without padding), as every benchmark of the digits uses."""
+    from cache_core.demo import psnr, ssim
+    return psnr(a, b), ssim(a, b)
 
 
 def classifier():

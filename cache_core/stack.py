@@ -27,6 +27,22 @@ from .teacache import Decision, TeaCacheConfig, TeaCacheState, decide, forced_re
 log = logging.getLogger(__name__)
 
 Tensors = dict  # block inputs/outputs by name, as ComfyUI's block-replace dicts hold them
+Stack = torch.Tensor | tuple  # a stack's input/output: one tensor, or a tuple of parts (batch first)
+
+
+def _parts(x: Stack) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _like(x: Stack, parts) -> Stack:
+    """``parts`` in the form of ``x``: a tensor, or a tuple of tensors."""
+    return tuple(parts) if isinstance(x, (tuple, list)) else parts[0]
+
+
+def _per_stream(x: Stack, n: int) -> list:
+    """Each part split into ``n`` batch chunks, regrouped per stream: [(part0, part1, ...), ...]."""
+    chunked = [p.chunk(n) if n > 1 else (p,) for p in _parts(x)]
+    return [tuple(c[i] for c in chunked) for i in range(n)]
 
 
 class StackHooks(Protocol):
@@ -36,13 +52,15 @@ class StackHooks(Protocol):
     def indicator(self, inputs: Tensors) -> torch.Tensor:
         """TeaCache indicator at block 0 (batch first), e.g. the first block's modulated input."""
 
-    def stack_input(self, inputs: Tensors) -> torch.Tensor:
-        """The tensor whose residual is cached, taken from block 0's inputs (batch first)."""
+    def stack_input(self, inputs: Tensors) -> "Stack":
+        """The tensor whose residual is cached, taken from block 0's inputs (batch first). A tuple
+        of tensors for stacks that carry several token streams side by side (LTX-2's video and
+        audio): one decision covers every part, and a reuse restores every part or none."""
 
-    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors, like: torch.Tensor) -> torch.Tensor:
-        """The same tensor after the last block, shaped like `like` (the stack input)."""
+    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors, like: "Stack") -> "Stack":
+        """The same tensor(s) after the last block, shaped like `like` (the stack input)."""
 
-    def final_outputs(self, index: int, inputs: Tensors, final: torch.Tensor) -> Tensors:
+    def final_outputs(self, index: int, inputs: Tensors, final: "Stack") -> Tensors:
         """What the last block returns on a reuse, given the restored stack output."""
 
     def hidden_keys(self, index: int) -> Sequence[str]:
@@ -55,8 +73,8 @@ class ForwardContext:
     streams: list              # stream key per batch chunk, batch order
     started: float = 0.0
     skip: bool = False
-    final: torch.Tensor | None = None
-    stack_in: torch.Tensor | None = None
+    final: Stack | None = None
+    stack_in: Stack | None = None
     decisions: list = field(default_factory=list)  # per stream: Decision or None
     reason: str = ""
     layers_computed: int = 0
@@ -107,7 +125,7 @@ class CacheController:
         self.ctx = None
 
     def cache_bytes(self) -> int:
-        n = sum(t.numel() * t.element_size() for t in self._residuals.values())
+        n = sum(t.numel() * t.element_size() for r in self._residuals.values() for t in r)
         for _, d, _ in self._block_res.values():
             n += sum(t.numel() * t.element_size() for t in d.values())
         n += sum(t.numel() * t.element_size() for _, t, _ in self._branch_out.values())
@@ -186,7 +204,7 @@ class CacheController:
             final = self._restore(streams, stack_in)
             if final is None:
                 ctx.reason = "no_cache"
-            elif self.check_finite and not bool(torch.isfinite(final).all()):
+            elif self.check_finite and not all(bool(torch.isfinite(p).all()) for p in _parts(final)):
                 # an fp16 overflow in a reused residual must never reach the output: compute instead
                 ctx.reason = "nonfinite"
                 self.recorder.note("a reused residual was not finite; those steps computed instead")
@@ -201,7 +219,8 @@ class CacheController:
             # a batched forward computes every stream when any stream needs it; all accumulators restart
             self._reset_accumulators(streams)
             ctx.reason = "batch"
-        ctx.stack_in = stack_in.clone()  # clone: downstream code (ControlNet) adds into it in place
+        # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
+        ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
 
     def _reset_accumulators(self, streams) -> None:
         for k in streams:
@@ -209,24 +228,26 @@ class CacheController:
             st.accumulated = 0.0
             st.consecutive_reuses = 0
 
-    def _restore(self, streams, stack_in: torch.Tensor) -> torch.Tensor | None:
-        chunks = stack_in.chunk(len(streams)) if len(streams) > 1 else [stack_in]
-        parts = []
-        for k, c in zip(streams, chunks):
+    def _restore(self, streams, stack_in: Stack) -> Stack | None:
+        """``stack_in`` plus each stream's residual, or None when any stream lacks one of the same
+        shape (for every part: a stale or missing part of one stream means no reuse at all)."""
+        per = _per_stream(stack_in, len(streams))
+        res = []
+        for k, chunk in zip(streams, per):
             r = self._residuals.get(k)
-            if r is None or self._res_sigs.get(k) != (tuple(c.shape), c.dtype):
+            if r is None or self._res_sigs.get(k) != tuple((tuple(c.shape), c.dtype) for c in chunk):
                 return None
-            parts.append(r.to(c.device, non_blocking=True))
-        res = torch.cat(parts) if len(parts) > 1 else parts[0]
-        return stack_in + res
+            res.append([t.to(c.device, non_blocking=True) for t, c in zip(r, chunk)])
+        parts = _parts(stack_in)
+        out = [p + (torch.cat([r[j] for r in res]) if len(res) > 1 else res[0][j]) for j, p in enumerate(parts)]
+        return _like(stack_in, out)
 
-    def _store_residual(self, ctx: ForwardContext, stack_out: torch.Tensor) -> None:
-        res = stack_out - ctx.stack_in
-        chunks = res.chunk(len(ctx.streams)) if len(ctx.streams) > 1 else [res]
+    def _store_residual(self, ctx: ForwardContext, stack_out: Stack) -> None:
+        res = _like(stack_out, [o - i for o, i in zip(_parts(stack_out), _parts(ctx.stack_in))])
         offload = self.teacache.cache_device == "offload"
-        for k, c in zip(ctx.streams, chunks):
-            self._res_sigs[k] = (tuple(c.shape), c.dtype)
-            self._residuals[k] = c.to("cpu", non_blocking=True) if offload else c
+        for k, chunk in zip(ctx.streams, _per_stream(res, len(ctx.streams))):
+            self._res_sigs[k] = tuple((tuple(c.shape), c.dtype) for c in chunk)
+            self._residuals[k] = tuple(c.to("cpu", non_blocking=True) if offload else c for c in chunk)
         ctx.stack_in = None
 
     def _run_block(self, ctx: ForwardContext, index: int, inputs: Tensors, run) -> Tensors:

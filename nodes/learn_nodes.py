@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -31,6 +32,7 @@ from . import folders
 from .profiles import model_fingerprint
 from . import runtime
 from .adapters import detect
+from .adapters.base import comfyui_version
 
 log = logging.getLogger("dit_cache")
 
@@ -321,6 +323,37 @@ def _normal(obj):
     return obj
 
 
+class NoBackwardError(RuntimeError):
+    """The model runs an operation without a backward, so no schedule can be learned on it here."""
+
+
+@contextlib.contextmanager
+def _autograd_kernels(adapter):
+    """Backward through the model. From 0.29.0 ComfyUI runs RoPE and RMSNorm through comfy_kitchen
+    kernels without a backward unless ``comfy.model_management.in_training`` is set, the switch
+    ComfyUI's own training node (comfy_extras/nodes_train.py) turns on around its loop and off
+    after; older releases have neither the switch nor those kernels. A few models call such a
+    kernel whatever the switch says (0.29.0: Cosmos-Predict2): that is said plainly."""
+    mm = comfy.model_management
+    before = getattr(mm, "in_training", None)
+    if before is not None:
+        mm.in_training = True
+    try:
+        yield
+    except RuntimeError as e:
+        m = re.search(r"backward through (\S+?)(?:\.default)? but no autograd formula", str(e))
+        if m is None:
+            raise
+        raise NoBackwardError(
+            f"L2C Learn Schedule needs gradients through the model, and this ComfyUI ({comfyui_version()}) runs "
+            f"{adapter.display} through {m.group(1)}, which has no backward (ComfyUI's own training cannot "
+            "go through it either). Use TeaCache Patch for this model, or learn the schedule with another "
+            "ComfyUI release.") from e
+    finally:
+        if before is not None:
+            mm.in_training = before
+
+
 def _normalize_weights(module: torch.nn.Module) -> int:
     """Turns inference-mode weights (a model loaded inside a ComfyUI node) into normal tensors with
     the same values, one tensor at a time, so backward can save them. Returns how many changed."""
@@ -373,7 +406,8 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
                     ctl.end()
 
             its = int(iterations) if info.on_schedule else 0
-            out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
+            with _autograd_kernels(adapter):
+                out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
         if progress is not None and info.step != state["last_step"]:
             state["last_step"] = info.step
             progress(1)

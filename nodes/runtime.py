@@ -28,8 +28,9 @@ WRAPPER_KEY = "dit_cache"
 class CacheRun:
     """State of one sampling run: the controller (per-stream caches) and its recorder."""
 
-    def __init__(self, holder: "CacheHolder", sigmas):
+    def __init__(self, holder: "CacheHolder", sigmas, latent_shape: tuple | None = None):
         self.holder = holder
+        self.latent_shape = latent_shape  # of the sampled latent, so Cache Compare can match its input to this run
         self.locator = StepLocator([float(s) for s in sigmas])
         teacache = holder.teacache_for(self.locator.n_steps)
         rec = RunRecorder(run_id=holder.run_id(teacache),
@@ -52,6 +53,7 @@ class CacheHolder:
         self.last_summary: dict | None = None
         self.last_report: str | None = None
         self.last_records: list | None = None
+        self.last_latent_shape: tuple | None = None
         self.calibrated: list = []  # (steps, profile) calibrated on this model, for coefficients=auto
         self.runs_finished = 0
         self._active: CacheRun | None = None
@@ -91,8 +93,8 @@ class CacheHolder:
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------
-    def start_run(self, sigmas) -> CacheRun:
-        run = CacheRun(self, sigmas)
+    def start_run(self, sigmas, latent_shape: tuple | None = None) -> CacheRun:
+        run = CacheRun(self, sigmas, latent_shape)
         self._active = run
         return run
 
@@ -104,6 +106,7 @@ class CacheHolder:
             self.last_summary = run.recorder.summary()
             self.last_records = list(run.recorder.records)
             self.last_report = run.recorder.table()
+            self.last_latent_shape = run.latent_shape
             self.runs_finished += 1
             s = self.last_summary
             log.info("dit-cache %s: computed %d/%d evaluations, layers %d/%d, est. %.2fx",
@@ -133,9 +136,12 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     guider = executor.class_obj
     orig = guider.model_options
     holder: CacheHolder = orig["transformer_options"][KEY]
-    sigmas = args[3]
+    noise, sigmas = args[0], args[3]
     guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
-    run = holder.start_run(sigmas)
+    # ComfyUI 0.29 packs several latents (video + audio) into one tensor and passes their shapes
+    packed = kwargs.get("latent_shapes") or (args[8] if len(args) > 8 else None)
+    shape = tuple(noise.shape) if not packed or len(packed) == 1 else None
+    run = holder.start_run(sigmas, shape)
     guider.model_options["transformer_options"][RUN_KEY] = run
     ok = False
     try:

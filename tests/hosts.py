@@ -45,8 +45,8 @@ LEFT_OUT = {"torch", "torchvision", "torchaudio", "spandrel"}
 ENV_FORMAT = "1"
 
 
-sys.path.insert(0, str(HOST_TESTS))
-from comfy_env import comfy_version, enclosing_comfyui, is_comfyui as _is_comfyui  # noqa: E402
+sys.path.insert(0, str(REPO))
+from devtools.comfy_host import comfy_version, enclosing_comfyui, is_comfyui as _is_comfyui  # noqa: E402
 
 
 @dataclass
@@ -249,7 +249,8 @@ def run_hosts(pytest_args: list[str] | None = None, parallel: int | None = None,
                "or provide ../shared/comfyui/ trees)")
         print(msg, flush=True)
         return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    base = Path(tempfile.mkdtemp(prefix="dit_cache_hosts_"))
+    # no "dit_cache" in the name: the server test looks for that in ComfyUI's import errors
+    base = Path(tempfile.mkdtemp(prefix="host-runs-"))
     for h in hosts:
         if h.own_env:
             h.python = ensure_env(h, base)

@@ -18,6 +18,7 @@ OURS = {
     "DitCache_FluxDigitsLoader": ([], 1),
     "DitCache_DigitConditioning": ([], 1),
     "DitCache_DigitDecode": (["samples"], 1),
+    "DitCache_CacheCompare": (["reference", "cached", "vae", "model"], 0),
 }
 
 

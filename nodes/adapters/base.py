@@ -16,6 +16,10 @@ import torch
 log = logging.getLogger("dit_cache")
 
 
+# The ComfyUI releases whose model code every family's host tests run against (tests/hosts.py)
+TESTED_RELEASES = ("0.3.64", "0.29.0")
+
+
 class UnsupportedModelError(ValueError):
     pass
 
@@ -24,13 +28,60 @@ class AdapterMismatchError(RuntimeError):
     """The model's internals are not what this adapter was written for (a newer ComfyUI?)."""
 
 
+def comfyui_version() -> str:
+    """The running ComfyUI's release (``comfyui_version.py`` at its root), or "unknown"."""
+    try:
+        import comfyui_version
+        return str(comfyui_version.__version__)
+    except Exception:  # not a ComfyUI process, or a checkout without the file
+        return "unknown"
+
+
+def _releases(versions) -> str:
+    v = list(versions)
+    return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " and " + v[-1]
+
+
+def mismatch_message(family: str, detail: str) -> str:
+    """Why a supported family's model is not as its adapter expects, and what to do.
+
+    On a release the family was tested with, the model itself is new to dit-cache (a variant of a
+    known network class); on any other release, ComfyUI's model code is the likely change."""
+    cls = Adapter.registry.get(family)
+    display = cls.display if cls is not None else family
+    tested = cls.tested_releases if cls is not None else TESTED_RELEASES
+    running = comfyui_version()
+    if running in tested:
+        why = (f"this is a {display} variant dit-cache does not support yet (ComfyUI {running} is a release "
+               "this family was tested with). Remove the cache node for this model, and please report it")
+    else:
+        why = (f"ComfyUI {running} changed the {display} model code (dit-cache tested this family with ComfyUI "
+               f"{_releases(tested)}). Update dit-cache, or remove the cache node for this model")
+    return f"dit-cache {family} adapter: {detail}; {why}."
+
+
 def require(obj, *attrs: str, family: str) -> None:
     """Fail loudly, never silently wrong, when a block lacks what the adapter reads."""
     missing = [a for a in attrs if not hasattr(obj, a)]
     if missing:
-        raise AdapterMismatchError(
-            f"dit-cache {family} adapter: {type(obj).__name__} has no {', '.join(missing)}; this ComfyUI "
-            "version changed the model code. Update dit-cache, or remove the cache node for this model.")
+        raise AdapterMismatchError(mismatch_message(family, f"{type(obj).__name__} has no {', '.join(missing)}"))
+
+
+def generated_image_tokens(inputs: dict, img: torch.Tensor) -> int:
+    """How many leading tokens of a double-stream block's ``img`` are the image being generated.
+
+    Reference latents (Flux Kontext, Flux.2, Qwen-Image-Edit) are appended after them, their
+    counts listed in ``transformer_options["reference_image_num_tokens"]``. The count comes from
+    the positional embedding ``pe`` (text, image and reference tokens), which stays whole even
+    where a patch (ComfyUI's Flux KV cache) drops the reference tokens from ``img``. Without
+    reference latents, or in a layout other than that: every token.
+    """
+    refs = (inputs.get("transformer_options") or {}).get("reference_image_num_tokens") or ()
+    pe, txt = inputs.get("pe"), inputs.get("txt")
+    if not refs or not torch.is_tensor(pe) or not torch.is_tensor(txt) or pe.ndim < 3:
+        return img.shape[1]
+    n = pe.shape[2] - txt.shape[1] - sum(refs)
+    return n if 0 < n <= img.shape[1] else img.shape[1]
 
 
 class Adapter:
@@ -40,6 +91,12 @@ class Adapter:
     default_profile = "raw"       # TeaCache coefficients used by `auto`
     recommended_threshold = 0.2
     branches: tuple = ("block",)  # L2C granularity exposed by this family
+    tested_releases: tuple = TESTED_RELEASES  # ComfyUI releases this family's host tests run on
+    registry: dict = {}           # name -> adapter class, for messages
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Adapter.registry[cls.name] = cls
 
     def __init__(self, model_patcher):
         self.patcher = model_patcher
@@ -91,6 +148,17 @@ class BlockReplacePatch:
     def __deepcopy__(self, memo):  # shared by clones, like the holder it points at
         return self
 
+    @staticmethod
+    def split(d: dict) -> dict:
+        """ComfyUI's block arguments (or outputs) as the controller sees them: every hidden state
+        under its own key. Identity here; families whose blocks pass a tuple override it."""
+        return d
+
+    @staticmethod
+    def join(d: dict) -> dict:
+        """The inverse of :meth:`split`: back to what ComfyUI's block and loop expect."""
+        return d
+
     def __call__(self, args: dict, extra: dict):
         original = extra["original_block"]
         if self.previous is not None:
@@ -101,16 +169,18 @@ class BlockReplacePatch:
         run = self.holder.active_run(args.get("transformer_options"))
         if run is None:
             return run_fn(args)
-        return run.controller.block(self.index, args, run_fn)
+        split, join = self.split, self.join
+        return join(run.controller.block(self.index, split(args), lambda a: split(run_fn(join(a)))))
 
 
 class ReplaceAdapter(Adapter):
     """Families whose forward loop consults ``patches_replace["dit"]`` for every block."""
+    replace_patch = BlockReplacePatch
 
     def install(self, model_patcher, holder) -> None:
         dit = model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         for i, (kind, n) in enumerate(self.block_keys()):
-            model_patcher.set_model_patch_replace(BlockReplacePatch(i, holder, dit.get((kind, n))), "dit", kind, n)
+            model_patcher.set_model_patch_replace(self.replace_patch(i, holder, dit.get((kind, n))), "dit", kind, n)
 
 
 class ForwardIO:

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 
-from pack import REPO, sub
+from comfy_env import REPO_ROOT as REPO
+from pack import sub
 
 # reference/flux_digits/eval.json: full compute at 25 euler steps, cfg 3 (200 samples per release)
 STEPS, CFG = 25, 3.0

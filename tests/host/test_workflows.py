@@ -11,7 +11,14 @@ For every ``workflows/*.json`` (ComfyUI UI / litegraph format):
   each inside its declared range / combo options (file-list combos may name absent files);
 * every workflow patches its model with TeaCache Patch at the recommended threshold (-1) or
   an L2C schedule, and has a Cache Stats node whose model comes from a patched model;
-* ``workflows/make_workflows.py`` reproduces the files exactly (no hand edits drift).
+* a workflow with Cache Compare samples the same seed, conditioning and latent on the unpatched
+  model (its reference) and through TeaCache Patch (its cached input);
+* ``workflows/make_workflows.py`` reproduces the files exactly (no hand edits drift) when run
+  against the release it generates with (``GENERATED_WITH``); against older releases, every file
+  it can build there has the same nodes, links and widget values (only stock output slots that
+  the newer release added may differ).
+* A workflow for a family that only newer releases have (``NEEDS_RELEASE``) is collected and
+  checked on those releases only.
 """
 from __future__ import annotations
 
@@ -24,8 +31,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WF_DIR = REPO / "workflows"
-FILES = sorted(WF_DIR.glob("*.json"))
 OURS_PATCH = {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader"}
+COMPARE = "DitCache_CacheCompare"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 
 
@@ -34,6 +41,22 @@ def _gen():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _this_release(files):
+    """The workflows this ComfyUI release runs (``make_workflows.NEEDS_RELEASE``); the others are
+    not collected here and are checked against the releases that have their model. All of them
+    when ComfyUI cannot be imported (then every test here skips, saying why)."""
+    try:
+        import comfy_env
+        version = comfy_env.import_comfy().version
+        gen = _gen()
+        return [p for p in files if gen.available(p.stem, version)]
+    except Exception:
+        return files
+
+
+FILES = _this_release(sorted(WF_DIR.glob("*.json")))
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +75,18 @@ def _load(path):
 
 
 def test_there_are_workflows():
-    names = {p.stem for p in FILES}
-    assert len(FILES) >= 14, names
+    names = {p.stem for p in WF_DIR.glob("*.json")}  # every file, also those for newer releases only
+    assert len(names) >= 14, names
     for fam in ("flux_t2i", "flux_kontext", "chroma", "wan21_t2v", "wan21_i2v", "wan22", "hunyuan_video", "ltxv",
-                "sd35", "lumina2", "qwen_image", "hidream", "cosmos_predict2", "l2c", "flux_digits"):
+                "sd35", "lumina2", "qwen_image", "hidream", "cosmos_predict2", "l2c", "hunyuan_video15",
+                "hunyuan_image21", "ltx2_av", "kandinsky5_video", "kandinsky5_image", "wan22_s2v", "wan21_humo",
+                "wan22_animate", "wan21_fun_control", "flux_digits"):
         assert any(fam in n for n in names), f"no workflow for {fam}"
 
 
 def test_our_nodes_are_registered(registry):
     infos, ours = registry
-    assert {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader", "DitCache_CacheStats"} <= ours
+    assert {"DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader", "DitCache_CacheStats", COMPARE} <= ours
     assert infos["DitCache_TeaCachePatch"]["display_name"] == "TeaCache Patch"
 
 
@@ -234,23 +259,106 @@ def test_workflow_uses_cache_nodes(path, registry, gen):
         assert pt.get("link") is not None, "Cache Stats' passthrough should carry the sampler output"
     samplers = [n for n in wf["nodes"] if n["type"] in ("KSampler", "KSamplerAdvanced")]
     assert samplers
-    unpatched = [k for k in samplers if _upstream_patch(wf, k) is None]
-    if "compare" in path.stem:
-        # a comparison samples the same seed once more without caching, as its reference
-        assert len(samplers) == 2 and len(unpatched) == 1, [k["id"] for k in unpatched]
-        assert samplers[0]["widgets_values"][0] == samplers[1]["widgets_values"][0], "different seeds"
-    else:
-        assert not unpatched, f"{unpatched[0]['type']} {unpatched[0]['id']} samples an unpatched model"
-    if "wan22" in path.stem:
+    references = {_upstream_sampler(wf, c, "reference")["id"] for c in wf["nodes"] if c["type"] == COMPARE}
+    for k in samplers:
+        if k["id"] not in references:  # Cache Compare's reference is the uncached run
+            assert _upstream_patch(wf, k) is not None, f"{k['type']} {k['id']} samples an unpatched model"
+    if "a14b" in path.stem:  # two experts, each patched and sampled on its own
         assert len(tcs) == 2 and len([k for k in samplers if k["type"] == "KSamplerAdvanced"]) == 2
     if "l2c" in path.stem:
         assert any(n["type"] == "DitCache_L2CScheduleLoader" for n in wf["nodes"])
 
 
-def test_generator_reproduces_files(registry, gen):
+def _upstream_sampler(wf, node, slot_name):
+    """The sampler whose output reaches ``node``'s input ``slot_name`` (through Cache Stats'
+    passthrough, VAE Decode or any other node's first linked input)."""
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {l[0]: l for l in wf["links"]}
+    cur, seen = node, set()
+    while True:
+        slot = next((i for i in cur["inputs"] if i["name"] == slot_name), None) if slot_name else \
+            next((i for i in cur["inputs"] if i.get("link") is not None), None)
+        assert slot is not None and slot.get("link") is not None, f"{cur['type']}.{slot_name} is not connected"
+        up = nodes[links[slot["link"]][1]]
+        assert up["id"] not in seen
+        seen.add(up["id"])
+        if up["type"] in ("KSampler", "KSamplerAdvanced"):
+            return up
+        cur, slot_name = up, ("passthrough" if up["type"] == "DitCache_CacheStats" else None)
+
+
+COMPARES = [p for p in FILES if any(n["type"] == COMPARE for n in _load(p)["nodes"])]
+
+
+def test_there_is_a_compare_workflow():
+    assert COMPARES, "no workflow with Cache Compare"
+
+
+@pytest.mark.parametrize("path", COMPARES, ids=[p.stem for p in COMPARES])
+def test_compare_workflow_same_seed_with_and_without_cache(path):
+    _check_compare(_load(path))
+
+
+def test_compare_graph_with_a_decoder(registry, gen):
+    """``compare_graph`` with ``to_image``: Cache Compare gets the two decoded IMAGEs and the
+    cached picture is saved."""
     infos, _ = registry
-    built = gen.build_all(infos)
-    on_disk = {p.name: p.read_text(encoding="utf-8") for p in FILES}
+    g = gen.Graph(infos, "compare_graph_test")
+    unet = g.add("UNETLoader", unet_name="model.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="clip_l.safetensors", type="stable_diffusion")
+    vae = g.add("VAELoader", vae_name="vae.safetensors")
+    pos = gen.encode(g, clip.out(0), "a digit")
+    neg = g.add("ConditioningZeroOut", conditioning=pos)
+    lat = g.add("EmptySD3LatentImage", width=64, height=64, batch_size=1)
+    decoders = []
+
+    def to_image(graph, latent):
+        decoders.append(graph.add("VAEDecode", samples=latent, vae=vae.out(0)))
+        return decoders[-1].out(0)
+    nodes = gen.compare_graph(g, unet, pos, neg.out(0), lat.out(0), steps=25, cfg=3.0, to_image=to_image)
+    wf = g.to_json()
+    _check_compare(wf)
+    links = {l[0]: l for l in wf["links"]}
+    cmp = next(n for n in wf["nodes"] if n["id"] == nodes["compare"].id)
+    origins = {i["name"]: links[i["link"]][1] for i in cmp["inputs"] if i.get("link") is not None}
+    assert {origins["reference"], origins["cached"]} == {d.id for d in decoders} and "vae" not in origins
+    save = next(n for n in wf["nodes"] if n["type"] == "SaveImage")
+    assert links[save["inputs"][0]["link"]][1] == origins["cached"]
+
+
+def _check_compare(wf):
+    """Cache Compare's reference is the same sampling as its cached input, on the unpatched model."""
+    links = {l[0]: l for l in wf["links"]}
+    for c in (n for n in wf["nodes"] if n["type"] == COMPARE):
+        ref, cached = _upstream_sampler(wf, c, "reference"), _upstream_sampler(wf, c, "cached")
+        assert ref["id"] != cached["id"]
+        assert _upstream_patch(wf, ref) is None, "the reference samples a patched model"
+        patch = _upstream_patch(wf, cached)
+        assert patch is not None and patch["type"] == "DitCache_TeaCachePatch"
+        assert (_upstream_patch(wf, c) or {}).get("id") == patch["id"], "Cache Compare's model is not the cached run's"
+        assert ref["widgets_values"] == cached["widgets_values"]  # seed, steps, cfg, sampler, scheduler
+        origin = lambda k, name: links[next(i for i in k["inputs"] if i["name"] == name)["link"]][1:3]  # noqa: E731
+        for name in ("positive", "negative", "latent_image"):
+            assert origin(ref, name) == origin(cached, name), name
+        ref_model = origin(ref, "model")
+        tc_model = links[next(i for i in patch["inputs"] if i["name"] == "model")["link"]][1:3]
+        assert ref_model == tc_model, "the reference and TeaCache Patch sample different models"
+
+
+def _comparable(wf: dict) -> dict:
+    """What must agree between releases: nodes with their inputs, widget values and links."""
+    return {"nodes": [(n["id"], n["type"], [(i["name"], i.get("link")) for i in n.get("inputs", [])],
+                       n.get("widgets_values")) for n in wf["nodes"]],
+            "links": wf["links"]}
+
+
+def test_generator_reproduces_files(registry, gen, comfy):
+    infos, _ = registry
+    built = gen.build_all(infos, comfy.version)
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in FILES if gen.available(p.stem, comfy.version)}
     assert set(built) == set(on_disk), "run python workflows/make_workflows.py"
-    stale = [k for k in built if built[k] != on_disk[k]]
-    assert not stale, f"out of date (run python workflows/make_workflows.py): {stale}"
+    if comfy.version == gen.GENERATED_WITH:
+        stale = [k for k in built if built[k] != on_disk[k]]
+    else:
+        stale = [k for k in built if _comparable(json.loads(built[k])) != _comparable(json.loads(on_disk[k]))]
+    assert not stale, f"out of date (run python workflows/make_workflows.py with ComfyUI {gen.GENERATED_WITH}): {stale}"
