@@ -113,24 +113,6 @@ def _is_oom(exc: BaseException) -> bool:
         or isinstance(exc, MemoryError) or "CUDA out of memory" in str(exc)
 
 
-@contextlib.contextmanager
-def differentiable_model_code():
-    """Sets ComfyUI's own switch for training (``comfy.model_management.in_training``, which its
-    LoRA training node sets) while a router learns, so model code takes its autograd-friendly
-    paths: in 0.29.0 Flux's RoPE otherwise runs comfy-kitchen's kernel, which has no backward.
-    Restored afterwards; releases without the switch (0.3.64) need none."""
-    mm = comfy.model_management
-    if not hasattr(mm, "in_training"):
-        yield
-        return
-    old = mm.in_training
-    mm.in_training = True
-    try:
-        yield
-    finally:
-        mm.in_training = old
-
-
 def _to_image(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)[None]
 
@@ -414,7 +396,7 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]), differentiable_model_code():
+    with frozen([m.model]):
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
