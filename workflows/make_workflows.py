@@ -673,6 +673,19 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def flux_digits_compare(g):
+    """The pack's own Flux digits model (ComfyUI's Flux class trained on 8x8 digits; runs on a CPU,
+    nothing to download): the same seed sampled without and with TeaCache, both decoded by Digit
+    Decode, Cache Stats on the cached run and Cache Compare of the two."""
+    model = g.add("DitCache_FluxDigitsLoader", unet_name="dit_cache_flux_digits.safetensors")
+    pos = g.add("DitCache_DigitConditioning", digits="0123456789")
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=32, height=32, batch_size=10)
+    compare_graph(g, model, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0,
+                  to_image=lambda g, latent: g.add("DitCache_DigitDecode", samples=latent, scale=8).out(0),
+                  prefix="dit-cache/flux_digits")
+
+
 def flux_compare(g):
     """Flux dev, the same seed with and without TeaCache, compared by Cache Compare."""
     unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
@@ -850,6 +863,7 @@ WORKFLOWS = {
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
     "flux_compare_teacache": flux_compare,
+    "flux_digits_teacache_compare": flux_digits_compare,
     "hunyuan_video15_teacache": hunyuan_video15,
     "hunyuan_image21_teacache": hunyuan_image21,
     "ltx2_av_teacache": ltx2_av,
