@@ -413,18 +413,40 @@ def report(results: dict, args, command: str) -> str:
     return "\n".join(md)
 
 
+SHORT = {"TeaCache, published `flux` coefficients": "TeaCache, flux coeff.", "TeaCache, `raw` coefficients":
+         "TeaCache, raw", "TeaCache, calibrated on this model": "TeaCache, calibrated",
+         "L2C, learned with L2C Learn Schedule": "L2C learned", "ComfyUI EasyCache": "EasyCache (as shipped)",
+         "ComfyUI EasyCache, input copied": "EasyCache, input copied",
+         "ComfyUI EasyCache, input copied, every position": "EasyCache, copied, all pos.",
+         "ComfyUI LazyCache": "LazyCache (as shipped)", "ComfyUI LazyCache, every position": "LazyCache, all pos.",
+         "baseline: fewer steps": "fewer steps", "baseline: uniform step skipping": "uniform step skipping"}
+
+
+def short(family: str) -> str:
+    if family.startswith("TeaCache `raw` + L2C"):
+        return "TeaCache raw + L2C"
+    return SHORT.get(family, family[:28])
+
+
 def plot(results: dict, path: Path) -> None:
+    """PSNR against measured speed-up, one panel per release, the same colour per method in each
+    (a method that failed on a release keeps its legend entry, with no points)."""
     from PIL import Image
     from cache_core.demo import scatter_plot
+    fams = []
+    for res in results.values():
+        for r in res["rows"]:
+            if r["family"] != "reference" and r["family"] not in fams:
+                fams.append(r["family"])
     panels = []
     with tempfile.TemporaryDirectory() as d:
         for ver, res in results.items():
-            series: dict[str, list] = {}
+            series: dict[str, list] = {short(f): [] for f in fams}
             for r in res["rows"]:
                 if r["family"] != "reference" and "error" not in r and math.isfinite(r["psnr"]):
-                    series.setdefault(r["family"], []).append((r["speedup"], r["psnr"]))
+                    series[short(r["family"])].append((r["speedup"], r["psnr"]))
             p = Path(d) / f"{ver}.png"
-            scatter_plot(series, p, f"Flux digits model in ComfyUI {ver}: PSNR vs measured speed-up",
+            scatter_plot(series, p, f"Flux digits model in ComfyUI {ver}: PSNR vs measured speed-up (CPU time)",
                          size=(900, 520))
             panels.append(Image.open(p).convert("RGB"))
         w = max(p.width for p in panels)
@@ -434,6 +456,15 @@ def plot(results: dict, path: Path) -> None:
             img.paste(p, (0, y))
             y += p.height
         img.save(path)
+
+
+def write_results(results: dict, args, command: str) -> str:
+    data = {"command": command, "args": vars(args), "releases": results}
+    (RESULTS / "comfy_peers.json").write_text(json.dumps(data, indent=1, default=str))
+    md = report(results, args, command)
+    (RESULTS / "comfy_peers.md").write_text(md + "\n")
+    plot(results, RESULTS / "comfy_peers.png")
+    return md
 
 
 def parent(args, argv: list[str]) -> int:
@@ -451,12 +482,7 @@ def parent(args, argv: list[str]) -> int:
                "releases": {v: r["accuracy"] for v, r in results.items()}}
         (REPO / "reference" / "flux_digits" / "eval.json").write_text(json.dumps(out, indent=1))
         return 0
-    data = {"command": command, "args": vars(args), "releases": results}
-    (RESULTS / "comfy_peers.json").write_text(json.dumps(data, indent=1, default=str))
-    md = report(results, args, command)
-    (RESULTS / "comfy_peers.md").write_text(md + "\n")
-    plot(results, RESULTS / "comfy_peers.png")
-    print(md)
+    print(write_results(results, args, command))
     return 0
 
 
@@ -493,12 +519,17 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy", action="store_true", help="full-compute accuracy only (reference/flux_digits/eval.json)")
     ap.add_argument("--eval-per-class", type=int, default=20)
     ap.add_argument("--eval-cfgs", type=floats, default=floats("1,2,3,4"))
+    ap.add_argument("--report", action="store_true", help="write the tables and plot again from comfy_peers.json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.child:
         return child(args)
+    if args.report:  # tables and plot again from the last results
+        data = json.loads((RESULTS / "comfy_peers.json").read_text())
+        print(write_results(data["releases"], argparse.Namespace(**data["args"]), data["command"]))
+        return 0
     return parent(args, argv)
 
 
