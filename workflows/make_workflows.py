@@ -767,26 +767,27 @@ def _wan_audio(g, encoder_file):
     return g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0)).out(0)
 
 
+def _wan_sound(g, name, unet, shift, node, encoder_file, length, steps, cfg, fps):
+    """Wan sound-to-video (``node``: WanSoundImageToVideo, WanHuMoImageToVideo): the sound encoded by
+    ``encoder_file`` and a reference image steer the video."""
+    tc, pos, neg, vae = _wan_model(g, unet, shift=shift)
+    ref = g.add("LoadImage", image="example.png")
+    cond = g.add(node, positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=length,
+                 batch_size=1, audio_encoder_output=_wan_audio(g, encoder_file), ref_image=ref.out(0))
+    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), cond.out("latent"), steps=steps, cfg=cfg)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix=f"dit-cache/{name}", fps=fps)
+
+
 def wan22_s2v(g):
     """Wan 2.2 S2V: the sound, a reference image and (optionally) a pose video steer the video."""
-    tc, pos, neg, vae = _wan_model(g, "wan2.2_s2v_14B_bf16.safetensors", shift=8.0)
-    ref = g.add("LoadImage", image="example.png")
-    s2v = g.add("WanSoundImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
-                batch_size=1, audio_encoder_output=_wan_audio(g, "wav2vec2_large_english_fp16.safetensors"),
-                ref_image=ref.out(0))
-    ks = ksampler(g, tc, s2v.out("positive"), s2v.out("negative"), s2v.out("latent"), steps=20, cfg=6.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_s2v", fps=16.0)
+    _wan_sound(g, "wan22_s2v", "wan2.2_s2v_14B_bf16.safetensors", 8.0, "WanSoundImageToVideo",
+               "wav2vec2_large_english_fp16.safetensors", length=77, steps=20, cfg=6.0, fps=16.0)
 
 
 def wan21_humo(g):
     """HuMo: the sound and a reference image of the subject steer the video."""
-    tc, pos, neg, vae = _wan_model(g, "humo_17B_fp8_e4m3fn.safetensors", shift=5.0)
-    ref = g.add("LoadImage", image="example.png")
-    humo = g.add("WanHuMoImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480,
-                 length=97, batch_size=1, audio_encoder_output=_wan_audio(g, "whisper_large_v3_fp16.safetensors"),
-                 ref_image=ref.out(0))
-    ks = ksampler(g, tc, humo.out("positive"), humo.out("negative"), humo.out("latent"), steps=30, cfg=5.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_humo", fps=25.0)
+    _wan_sound(g, "wan21_humo", "humo_17B_fp8_e4m3fn.safetensors", 5.0, "WanHuMoImageToVideo",
+               "whisper_large_v3_fp16.safetensors", length=97, steps=30, cfg=5.0, fps=25.0)
 
 
 def wan22_animate(g):
