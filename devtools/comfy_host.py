@@ -29,10 +29,14 @@ running the host tests on a CUDA machine).
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import socket
 import sys
 import importlib.util
 import types
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -178,3 +182,29 @@ def pack_module(name: str):
     """A submodule of the pack, e.g. ``pack_module("nodes.runtime")``."""
     load_pack()
     return importlib.import_module(f"{PACK_NAME}.{name}")
+
+
+# ------------------------------------------------------------------ ComfyUI's HTTP API (a server in a subprocess)
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for ``main.py --port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 10):
+    """GET ``url`` and decode its JSON body; HTTP errors raise ``urllib.error.HTTPError``."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read().decode())
+
+
+def http_post(url: str, data: dict, timeout: float = 30):
+    """POST ``data`` as JSON to ``url``: ``(status, decoded JSON body)``, error statuses included
+    (ComfyUI's ``/prompt`` answers 400 with the validation errors in the body)."""
+    req = urllib.request.Request(url, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode() or "{}")

@@ -17,6 +17,7 @@ model also learns the unconditional velocity (classifier-free guidance).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -107,6 +108,68 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
         pe.mul_(d).add_(pm.detach(), alpha=1 - d)
 
 
+def flow_matching_loop(args, model, ema, opt, params, x_all: torch.Tensor, y_all: torch.Tensor,
+                       g: torch.Generator, null_label: int, predict, n_params: int, log: logging.Logger,
+                       autograd_context=contextlib.nullcontext, metrics=None) -> dict:
+    """The rectified-flow training loop both digit models use (SD3/Flux convention
+    ``x_t = (1 - t) x0 + t noise``, velocity target ``noise - x0``, t ~ U(0, 1)).
+
+    Each step: cosine LR with warmup (``cosine_lr``), a batch of ``args.batch`` drawn with ``g``
+    (indices, label dropout to ``null_label`` with ``args.label_dropout``, noise, t: in that order),
+    MSE of ``predict(x_t, t, labels)`` against the target (forward and backward inside
+    ``autograd_context()``), gradient norm clipped to 1 over ``params``, ``opt`` step, EMA of
+    ``model`` into ``ema`` (``ema_update``). Every ``args.log_every`` steps a curve entry; ``metrics(err)``
+    (optional) adds ``{key: (label, value)}`` to it and to the log line. Stops after ``args.steps`` or
+    ``args.max_minutes``. Returns ``{"curve", "steps_done", "train_seconds", "final_loss_smoothed",
+    "final_loss", "n_params"}``."""
+    params = list(params)
+    n = len(x_all)
+
+    def lr_at(step):
+        return cosine_lr(step, args, t0)
+
+    curve, running = [], None
+    t0 = time.perf_counter()
+    step = 0
+    for step in range(args.steps):
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step)
+        idx = torch.randint(0, n, (args.batch,), generator=g)
+        x0, y = x_all[idx], y_all[idx].clone()
+        y[torch.rand(args.batch, generator=g) < args.label_dropout] = null_label
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.rand(args.batch, generator=g)
+        tt = t.view(-1, 1, 1, 1)
+        xt = (1 - tt) * x0 + tt * noise
+        with autograd_context():
+            err = predict(xt, t, y) - (noise - x0)
+            loss = err.pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_update(ema, model, step, args.ema)
+        lv = float(loss.detach())
+        running = lv if running is None else 0.98 * running + 0.02 * lv
+        if step % args.log_every == 0 or step == args.steps - 1:
+            el = time.perf_counter() - t0
+            extra = metrics(err.detach()) if metrics is not None else {}
+            curve.append({"step": step, "loss": lv, "loss_smooth": running, **{k: v for k, (_, v) in extra.items()},
+                          "lr": lr_at(step), "elapsed_s": el})
+            if step % (args.log_every * 10) == 0:
+                shown = "".join(f", {label} {v:.4f}" for label, v in extra.values())
+                log.info("step %5d/%d loss %.4f (smoothed %.4f%s) lr %.2e %.0fs", step, args.steps, lv, running,
+                         shown, lr_at(step), el)
+        if time.perf_counter() - t0 > args.max_minutes * 60:
+            log.warning("stopping at step %d: the %.0f-minute budget is spent", step, args.max_minutes)
+            break
+    elapsed = time.perf_counter() - t0
+    info = {"steps_done": step + 1, "train_seconds": elapsed, "final_loss_smoothed": running,
+            "final_loss": curve[-1]["loss"], "n_params": n_params}
+    log.info("trained %d steps in %.1f min, smoothed final loss %.4f", step + 1, elapsed / 60, running)
+    return {"curve": curve, **info}
+
+
 def train(args) -> tuple[ReferenceDiT, dict]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -118,51 +181,10 @@ def train(args) -> tuple[ReferenceDiT, dict]:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("config %s, %.2fM parameters", asdict(cfg), n_params / 1e6)
     x_all, y_all = load_digits_tensor()
-    n = len(x_all)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(args.seed)
-
-    def lr_at(step):
-        return cosine_lr(step, args, t0)
-
-    curve = []
-    running = None
-    t0 = time.perf_counter()
-    step = 0
-    for step in range(args.steps):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step)
-        idx = torch.randint(0, n, (args.batch,), generator=g)
-        x0, y = x_all[idx], y_all[idx].clone()
-        drop = torch.rand(args.batch, generator=g) < args.label_dropout
-        y[drop] = cfg.classes
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.rand(args.batch, generator=g)
-        tt = t.view(-1, 1, 1, 1)
-        xt = (1 - tt) * x0 + tt * noise
-        v = model(xt, t, y)
-        loss = (v - (noise - x0)).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema_update(ema, model, step, args.ema)
-        lv = float(loss.detach())
-        running = lv if running is None else 0.98 * running + 0.02 * lv
-        if step % args.log_every == 0 or step == args.steps - 1:
-            el = time.perf_counter() - t0
-            curve.append({"step": step, "loss": lv, "loss_smooth": running, "lr": lr_at(step), "elapsed_s": el})
-            if step % (args.log_every * 10) == 0:
-                log.info("step %5d/%d loss %.4f (smoothed %.4f) lr %.2e %.0fs", step, args.steps, lv, running,
-                         lr_at(step), el)
-        if time.perf_counter() - t0 > args.max_minutes * 60:
-            log.warning("stopping at step %d: the %.0f-minute budget is spent", step, args.max_minutes)
-            break
-    elapsed = time.perf_counter() - t0
-    info = {"steps_done": step + 1, "train_seconds": elapsed, "final_loss_smoothed": running,
-            "final_loss": curve[-1]["loss"], "n_params": n_params}
-    log.info("trained %d steps in %.1f min, smoothed final loss %.4f", step + 1, elapsed / 60, running)
-    return ema, {"curve": curve, **info}
+    return ema, flow_matching_loop(args, model, ema, opt, model.parameters(), x_all, y_all, g, null_label=cfg.classes,
+                                   predict=model, n_params=n_params, log=log)
 
 
 def plot_curve(curve: list[dict], path: Path, title: str = "reference DiT flow-matching loss") -> None:

@@ -431,21 +431,22 @@ def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
     return pos, neg, vae
 
 
+def _wan_model(g, unet, shift):
+    """A Wan diffusion model with its shift and TeaCache, and the Wan text: ``(teacache, pos, neg, vae)``."""
+    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=shift)
+    return (teacache(g, ms),) + _wan_text(g)
+
+
 def wan21_t2v(g):
-    unet = g.add("UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
+    tc, pos, neg, vae = _wan_model(g, "wan2.1_t2v_1.3B_fp16.safetensors", shift=8.0)
     lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
     ks = ksampler(g, tc, pos, neg, lat.out(0), steps=30, cfg=6.0, sampler="uni_pc")
     stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_t2v", fps=16.0)
 
 
 def wan21_i2v(g):
-    unet = g.add("UNETLoader", unet_name="wan2.1_i2v_480p_14B_fp16.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
+    tc, pos, neg, vae = _wan_model(g, "wan2.1_i2v_480p_14B_fp16.safetensors", shift=8.0)
     cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
     img = g.add("LoadImage", image="example.png")
     cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=img.out(0), crop="none")
@@ -537,61 +538,67 @@ def lumina2(g):
 
 
 def qwen_image(g):
-    unet = g.add("UNETLoader", unet_name="qwen_image_fp8_e4m3fn.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
-    vae = g.add("VAELoader", vae_name="qwen_image_vae.safetensors")
-    ms = g.add("ModelSamplingAuraFlow", model=unet.out(0), shift=3.1)
-    tc = teacache(g, ms)
-    pos = encode(g, clip.out(0), 'a vintage shop sign that reads "Tea & Cache", hand-painted letters')
-    neg = encode(g, clip.out(0), "")
-    lat = g.add("EmptySD3LatentImage", width=1328, height=1328, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=20, cfg=2.5)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/qwen_image")
+    _t2i(g, "qwen_image", "qwen_image_fp8_e4m3fn.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image",
+         "qwen_image_vae.safetensors", 'a vintage shop sign that reads "Tea & Cache", hand-painted letters',
+         steps=20, cfg=2.5, shift=3.1, neg="", width=1328, height=1328)
 
 
 def hidream(g):
-    unet = g.add("UNETLoader", unet_name="hidream_i1_full_fp16.safetensors", weight_dtype="default")
-    clip = g.add("QuadrupleCLIPLoader", clip_name1="clip_l_hidream.safetensors", clip_name2="clip_g_hidream.safetensors",
-                 clip_name3="t5xxl_fp8_e4m3fn_scaled.safetensors", clip_name4="llama_3.1_8b_instruct_fp8_scaled.safetensors")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=3.0)
-    tc = teacache(g, ms)
-    pos = encode(g, clip.out(0), "an origami crane on a wooden desk, macro photo, shallow depth of field")
-    neg = encode(g, clip.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=50, cfg=5.0, sampler="uni_pc")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/hidream")
+    _t2i(g, "hidream", "hidream_i1_full_fp16.safetensors",
+         ("clip_l_hidream.safetensors", "clip_g_hidream.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
+          "llama_3.1_8b_instruct_fp8_scaled.safetensors"), None, "ae.safetensors",
+         "an origami crane on a wooden desk, macro photo, shallow depth of field", steps=50, cfg=5.0,
+         shift=3.0, sampling="ModelSamplingSD3", sampler="uni_pc")
 
 
 def cosmos_predict2(g):
-    unet = g.add("UNETLoader", unet_name="cosmos_predict2_2B_t2i.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="oldt5_xxl_fp8_e4m3fn_scaled.safetensors", type="cosmos")
-    vae = g.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
-    tc = teacache(g, unet)
-    pos = encode(g, clip.out(0), "a robot arm stacking colorful wooden blocks on a table, studio lighting")
-    neg = encode(g, clip.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=35, cfg=4.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/cosmos_predict2")
+    _t2i(g, "cosmos_predict2", "cosmos_predict2_2B_t2i.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
+         "cosmos", "wan_2.1_vae.safetensors",
+         "a robot arm stacking colorful wooden blocks on a table, studio lighting", steps=35, cfg=4.0)
+
+
+def clip_loader(g, files, clip_type=None):
+    """The stock text-encoder loader for one to four files (Triple/Quadruple take no type)."""
+    kinds = {1: "CLIPLoader", 2: "DualCLIPLoader", 3: "TripleCLIPLoader", 4: "QuadrupleCLIPLoader"}
+    if isinstance(files, str):
+        files = (files,)
+    if len(files) == 1:
+        kw = {"clip_name": files[0]}
+    else:
+        kw = {f"clip_name{i}": f for i, f in enumerate(files, 1)}
+    if clip_type is not None:
+        kw["type"] = clip_type
+    return g.add(kinds[len(files)], **kw)
+
+
+def encode_kandinsky5(g, clip, text):
+    return g.add("CLIPTextEncodeKandinsky5", clip=clip, clip_l=text, qwen25_7b=text).out(0)
 
 
 def _t2i(g, name, unet, clip, clip_type, vae, prompt, steps, cfg, shift=None, latent="EmptySD3LatentImage",
-         sampler="euler", neg=NEG, guidance=None):
-    """The text-to-image graph most 2026 image families share: diffusion model, one text encoder,
-    optional shift and embedded guidance, TeaCache, KSampler, Cache Stats."""
+         sampler="euler", neg=NEG, guidance=None, sampling="ModelSamplingAuraFlow", width=1024, height=1024,
+         length=None, encoder=encode, fps=None):
+    """The text-to-image (or, with ``fps``, text-to-video) graph most families share: diffusion model,
+    text encoder(s) (``clip``: one file or a tuple, see ``clip_loader``), optional shift (``sampling``
+    node) and embedded guidance, TeaCache, KSampler, Cache Stats. ``neg=None`` zeroes the positive."""
     m = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
-    te = g.add("CLIPLoader", clip_name=clip, type=clip_type)
+    te = clip_loader(g, clip, clip_type)
     v = g.add("VAELoader", vae_name=vae)
     if shift is not None:
-        m = g.add("ModelSamplingAuraFlow", model=m.out(0), shift=shift)
+        m = g.add(sampling, model=m.out(0), shift=shift)
     tc = teacache(g, m)
-    pos = encode(g, te.out(0), prompt)
+    pos = encoder(g, te.out(0), prompt)
     if guidance is not None:
         pos = g.add("FluxGuidance", conditioning=pos, guidance=guidance).out(0)
-    negative = g.add("ConditioningZeroOut", conditioning=pos).out(0) if neg is None else encode(g, te.out(0), neg)
-    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    negative = g.add("ConditioningZeroOut", conditioning=pos).out(0) if neg is None else encoder(g, te.out(0), neg)
+    size = {"width": width, "height": height} if length is None else {"width": width, "height": height,
+                                                                        "length": length}
+    lat = g.add(latent, batch_size=1, **size)
     ks = ksampler(g, tc, pos, negative, lat.out(0), steps=steps, cfg=cfg, sampler=sampler)
-    stats_then_decode(g, tc, ks.out(0), v.out(0), prefix=f"dit-cache/{name}")
+    if fps is None:
+        stats_then_decode(g, tc, ks.out(0), v.out(0), prefix=f"dit-cache/{name}")
+    else:
+        stats_then_decode(g, tc, ks.out(0), v.out(0), save="video", prefix=f"dit-cache/{name}", fps=fps)
 
 
 def flux2_dev(g):
@@ -701,30 +708,19 @@ def flux_compare(g):
 
 
 def hunyuan_video15(g):
-    unet = g.add("UNETLoader", unet_name="hunyuanvideo1.5_480p_t2v_fp16.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15")
-    vae = g.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)  # the shift LightX2V fitted 480p t2v at
-    tc = teacache(g, ms)
-    pos = encode(g, clip.out(0), "a paper boat drifting down a rainy street gutter, close-up, cinematic")
-    neg = encode(g, clip.out(0), "")
-    lat = g.add("EmptyHunyuanVideo15Latent", width=848, height=480, length=61, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=50, cfg=6.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/hunyuan_video15", fps=24.0)
+    # shift 5.0: the shift LightX2V fitted 480p t2v at
+    _t2i(g, "hunyuan_video15", "hunyuanvideo1.5_480p_t2v_fp16.safetensors",
+         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"), "hunyuan_video_15",
+         "hunyuanvideo15_vae_fp16.safetensors", "a paper boat drifting down a rainy street gutter, close-up, cinematic",
+         steps=50, cfg=6.0, shift=5.0, sampling="ModelSamplingSD3", neg="", latent="EmptyHunyuanVideo15Latent",
+         width=848, height=480, length=61, fps=24.0)
 
 
 def hunyuan_image21(g):
-    unet = g.add("UNETLoader", unet_name="hunyuanimage2.1_bf16.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b.safetensors",
-                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_image")
-    vae = g.add("VAELoader", vae_name="hunyuan_image_2.1_vae_fp16.safetensors")
-    tc = teacache(g, unet)
-    pos = encode(g, clip.out(0), "a bakery window at dawn with a chalkboard that reads \"fresh bread\"")
-    neg = encode(g, clip.out(0), "")
-    lat = g.add("EmptyHunyuanImageLatent", width=2048, height=2048, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=20, cfg=3.5)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/hunyuan_image21")
+    _t2i(g, "hunyuan_image21", "hunyuanimage2.1_bf16.safetensors",
+         ("qwen_2.5_vl_7b.safetensors", "byt5_small_glyphxl_fp16.safetensors"), "hunyuan_image",
+         "hunyuan_image_2.1_vae_fp16.safetensors", "a bakery window at dawn with a chalkboard that reads \"fresh bread\"",
+         steps=20, cfg=3.5, neg="", latent="EmptyHunyuanImageLatent", width=2048, height=2048)
 
 
 def ltx2_av(g):
@@ -750,33 +746,19 @@ def ltx2_av(g):
 
 
 def kandinsky5_video(g):
-    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2v_sft_5s.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
-                 type="kandinsky5")
-    vae = g.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=10.0)
-    tc = teacache(g, ms)
-    text = "a hummingbird hovers at a red flower, slow motion, shallow depth of field"
-    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
-    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=VIDEO_NEG, qwen25_7b=VIDEO_NEG)
-    lat = g.add("EmptyHunyuanLatentVideo", width=768, height=512, length=121, batch_size=1)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=5.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/kandinsky5_video", fps=24.0)
+    _t2i(g, "kandinsky5_video", "kandinsky5lite_t2v_sft_5s.safetensors",
+         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "clip_l.safetensors"), "kandinsky5",
+         "hunyuan_video_vae_bf16.safetensors",
+         "a hummingbird hovers at a red flower, slow motion, shallow depth of field", steps=50, cfg=5.0,
+         shift=10.0, sampling="ModelSamplingSD3", neg=VIDEO_NEG, encoder=encode_kandinsky5,
+         latent="EmptyHunyuanLatentVideo", width=768, height=512, length=121, fps=24.0)
 
 
 def kandinsky5_image(g):
-    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2i.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
-                 type="kandinsky5_image")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=3.0)
-    tc = teacache(g, ms)
-    text = "an isometric illustration of a tiny island with a lighthouse, pastel colors"
-    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
-    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=NEG, qwen25_7b=NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=3.5)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/kandinsky5_image")
+    _t2i(g, "kandinsky5_image", "kandinsky5lite_t2i.safetensors",
+         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "clip_l.safetensors"), "kandinsky5_image", "ae.safetensors",
+         "an isometric illustration of a tiny island with a lighthouse, pastel colors", steps=50, cfg=3.5,
+         shift=3.0, sampling="ModelSamplingSD3", encoder=encode_kandinsky5)
 
 
 def _wan_audio(g, encoder_file):
@@ -785,40 +767,32 @@ def _wan_audio(g, encoder_file):
     return g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0)).out(0)
 
 
+def _wan_sound(g, name, unet, shift, node, encoder_file, length, steps, cfg, fps):
+    """Wan sound-to-video (``node``: WanSoundImageToVideo, WanHuMoImageToVideo): the sound encoded by
+    ``encoder_file`` and a reference image steer the video."""
+    tc, pos, neg, vae = _wan_model(g, unet, shift=shift)
+    ref = g.add("LoadImage", image="example.png")
+    cond = g.add(node, positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=length,
+                 batch_size=1, audio_encoder_output=_wan_audio(g, encoder_file), ref_image=ref.out(0))
+    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), cond.out("latent"), steps=steps, cfg=cfg)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix=f"dit-cache/{name}", fps=fps)
+
+
 def wan22_s2v(g):
     """Wan 2.2 S2V: the sound, a reference image and (optionally) a pose video steer the video."""
-    unet = g.add("UNETLoader", unet_name="wan2.2_s2v_14B_bf16.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
-    ref = g.add("LoadImage", image="example.png")
-    s2v = g.add("WanSoundImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
-                batch_size=1, audio_encoder_output=_wan_audio(g, "wav2vec2_large_english_fp16.safetensors"),
-                ref_image=ref.out(0))
-    ks = ksampler(g, tc, s2v.out("positive"), s2v.out("negative"), s2v.out("latent"), steps=20, cfg=6.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_s2v", fps=16.0)
+    _wan_sound(g, "wan22_s2v", "wan2.2_s2v_14B_bf16.safetensors", 8.0, "WanSoundImageToVideo",
+               "wav2vec2_large_english_fp16.safetensors", length=77, steps=20, cfg=6.0, fps=16.0)
 
 
 def wan21_humo(g):
     """HuMo: the sound and a reference image of the subject steer the video."""
-    unet = g.add("UNETLoader", unet_name="humo_17B_fp8_e4m3fn.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
-    ref = g.add("LoadImage", image="example.png")
-    humo = g.add("WanHuMoImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480,
-                 length=97, batch_size=1, audio_encoder_output=_wan_audio(g, "whisper_large_v3_fp16.safetensors"),
-                 ref_image=ref.out(0))
-    ks = ksampler(g, tc, humo.out("positive"), humo.out("negative"), humo.out("latent"), steps=30, cfg=5.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_humo", fps=25.0)
+    _wan_sound(g, "wan21_humo", "humo_17B_fp8_e4m3fn.safetensors", 5.0, "WanHuMoImageToVideo",
+               "whisper_large_v3_fp16.safetensors", length=97, steps=30, cfg=5.0, fps=25.0)
 
 
 def wan22_animate(g):
     """Wan 2.2 Animate: a reference character moved by a pose video and a face video."""
-    unet = g.add("UNETLoader", unet_name="wan2.2_animate_14B_bf16.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
+    tc, pos, neg, vae = _wan_model(g, "wan2.2_animate_14B_bf16.safetensors", shift=8.0)
     cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
     ref = g.add("LoadImage", image="example.png")
     cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=ref.out(0), crop="none")
@@ -835,10 +809,7 @@ def wan22_animate(g):
 
 def wan21_fun_control(g):
     """Wan Fun-control: a control video (depth, pose, edges) in the conditioning latent."""
-    unet = g.add("UNETLoader", unet_name="wan2.1_fun_control_1.3B_bf16.safetensors", weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
-    tc = teacache(g, ms)
-    pos, neg, vae = _wan_text(g)
+    tc, pos, neg, vae = _wan_model(g, "wan2.1_fun_control_1.3B_bf16.safetensors", shift=8.0)
     ctrl = g.add("GetVideoComponents", video=g.add("LoadVideo", file="control.mp4").out(0))
     fun = g.add("WanFunControlToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=81,
                 batch_size=1, control_video=ctrl.out("images"))

@@ -41,7 +41,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cache_core import flux_digits as fd  # noqa: E402
-from reference.train_reference import cosine_lr, ema_update, load_digits_tensor, plot_curve  # noqa: E402
+from reference.train_reference import flow_matching_loop, load_digits_tensor, plot_curve  # noqa: E402
 
 log = logging.getLogger("train_flux_digits")
 
@@ -132,55 +131,21 @@ def train(comfy, args):
     log.info("Flux config %s: %.2fM parameters (%d trained)", CONFIG, n_params / 1e6, sum(p.numel() for p in params))
     pix, y_all = load_digits_tensor()
     x_all = fd.pixels_to_model_space(pix)
-    n = len(x_all)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(args.seed)
 
-    def lr_at(step):
-        return cosine_lr(step, args, t0)
+    def pixel_loss(err):
+        with torch.no_grad():  # the part of the error that decodes to pixels
+            return {"loss_pixels": ("in pixels", float(fd.model_space_to_pixels(err).pow(2).mean()))}
 
-    curve, running = [], None
-    t0 = time.perf_counter()
-    step = 0
-    for step in range(args.steps):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step)
-        idx = torch.randint(0, n, (args.batch,), generator=g)
-        x0, y = x_all[idx], y_all[idx].clone()
-        y[torch.rand(args.batch, generator=g) < args.label_dropout] = fd.NULL
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.rand(args.batch, generator=g)
-        tt = t.view(-1, 1, 1, 1)
-        xt = tt * noise + (1 - tt) * x0
-        # ComfyUI's blocks add their residuals in place (inference code); autograd then finds tensors
-        # it saved modified. Saving copies keeps the values each backward step needs.
-        with torch.autograd.graph.saved_tensors_hooks(torch.clone, lambda saved: saved):
-            err = velocity(model, xt, t, y) - (noise - x0)
-            loss = err.pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_update(ema, model, step, args.ema)
-        lv = float(loss.detach())
-        running = lv if running is None else 0.98 * running + 0.02 * lv
-        if step % args.log_every == 0 or step == args.steps - 1:
-            el = time.perf_counter() - t0
-            with torch.no_grad():  # the part of the error that decodes to pixels
-                sig = float(fd.model_space_to_pixels(err.detach()).pow(2).mean())
-            curve.append({"step": step, "loss": lv, "loss_smooth": running, "loss_pixels": sig, "lr": lr_at(step),
-                          "elapsed_s": el})
-            if step % (args.log_every * 10) == 0:
-                log.info("step %5d/%d loss %.4f (smoothed %.4f, in pixels %.4f) lr %.2e %.0fs",
-                         step, args.steps, lv, running, sig, lr_at(step), el)
-        if time.perf_counter() - t0 > args.max_minutes * 60:
-            log.warning("stopping at step %d: the %.0f-minute budget is spent", step, args.max_minutes)
-            break
-    elapsed = time.perf_counter() - t0
-    info = {"steps_done": step + 1, "train_seconds": elapsed, "final_loss_smoothed": running,
-            "final_loss": curve[-1]["loss"], "n_params": n_params}
-    log.info("trained %d steps in %.1f min, smoothed final loss %.4f", step + 1, elapsed / 60, running)
-    return ema, {"curve": curve, **info}
+    # ComfyUI's blocks add their residuals in place (inference code); autograd then finds tensors
+    # it saved modified. Saving copies keeps the values each backward step needs.
+    def save_copies():
+        return torch.autograd.graph.saved_tensors_hooks(torch.clone, lambda saved: saved)
+
+    return ema, flow_matching_loop(args, model, ema, opt, params, x_all, y_all, g, null_label=fd.NULL,
+                                   predict=lambda xt, t, y: velocity(model, xt, t, y), n_params=n_params, log=log,
+                                   autograd_context=save_copies, metrics=pixel_loss)
 
 
 def save(model, path: Path, meta: dict) -> None:

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
 import comfy_env
+from devtools.comfy_host import free_port as _free_port, http_get as _get, http_post as _post
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_STARTUP_S", "90"))
@@ -40,26 +39,6 @@ OUR_NODES = {
     "DitCache_CacheCompare": ("Cache Compare", ["reference", "cached", "vae", "model"]),
 }
 MODEL_FILE = "dit_cache_tiny_sd3.safetensors"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode())
-
-
-def _post(url, data, timeout=30):
-    req = urllib.request.Request(url, data=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read().decode())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read().decode() or "{}")
 
 
 TEST_COND_NODE = '''

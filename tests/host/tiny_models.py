@@ -676,6 +676,21 @@ def build_vae(latent_channels: int = 16, seed: int = 0):
 # --------------------------------------------------------------------------
 
 
+def _start_image_inputs(g: torch.Generator, batch: int, channels: int, mask_channels: int, frames: int, h: int,
+                        w: int, cv_field: str, cv_tokens: int, cv_width: int) -> dict:
+    """The conds an image-to-video node adds: ``concat_latent_image`` [batch, channels, frames, h, w]
+    whose first frame is the (random) encoded start image and zeros after, ``concat_mask``
+    [1, mask_channels, frames, h, w] that is 0 on that frame and 1 after, and a CLIP-vision output
+    with ``cv_field`` [batch, cv_tokens, cv_width]; random draws from ``g`` in that order."""
+    img = torch.zeros([batch, channels, frames, h, w])
+    img[:, :, :1] = torch.randn([batch, channels, 1, h, w], generator=g)
+    mask = torch.ones([1, mask_channels, frames, h, w])
+    mask[:, :, :1] = 0.0
+    cvo = import_comfy().comfy_clip_vision.Output()
+    setattr(cvo, cv_field, torch.randn([batch, cv_tokens, cv_width], generator=g))
+    return {"concat_latent_image": img, "concat_mask": mask, "clip_vision_output": cvo}
+
+
 def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: int):
     g = torch.Generator().manual_seed(_seed_for(tiny.family, tiny.variant, tiny.seed, "pos" if positive else "neg"))
 
@@ -712,15 +727,7 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         # the model puts in front of the text tokens), on both conds
         extra["pooled_output"] = None
         g2 = torch.Generator().manual_seed(_seed_for(fam, tiny.seed, "i2v"))
-        img = torch.zeros([batch, 32, frames, h, w])
-        img[:, :, :1] = torch.randn([batch, 32, 1, h, w], generator=g2)
-        mask = torch.ones([1, 1, frames, h, w])
-        mask[:, :, :1] = 0.0
-        extra["concat_latent_image"] = img
-        extra["concat_mask"] = mask
-        cvo = import_comfy().comfy_clip_vision.Output()
-        cvo.last_hidden_state = torch.randn([batch, 5, 1152], generator=g2)
-        extra["clip_vision_output"] = cvo
+        extra.update(_start_image_inputs(g2, batch, 32, 1, frames, h, w, "last_hidden_state", 5, 1152))
     elif fam == "hunyuan_image21":
         extra["guidance"] = 3.5
     elif fam == "kandinsky5":
@@ -735,17 +742,9 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     elif fam in ("wan21", "wan22"):
         if var == "i2v":
             # WanImageToVideo: concat latent (VAE-encoded start image + zeros), 4-channel mask, clip vision
+            # (WanImageToVideo reshapes the pixel-frame mask to 4 channels per latent frame)
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "concat"))
-            img = torch.zeros([batch, 16, frames, h, w])
-            img[:, :, :1] = torch.randn([batch, 16, 1, h, w], generator=g2)
-            # WanImageToVideo reshapes the pixel-frame mask to 4 channels per latent frame
-            mask4 = torch.ones([1, 4, frames, h, w])
-            mask4[:, :, :1] = 0.0
-            extra["concat_latent_image"] = img
-            extra["concat_mask"] = mask4
-            cvo = import_comfy().comfy_clip_vision.Output()
-            cvo.penultimate_hidden_states = torch.randn([batch, 257, 1280], generator=g2)
-            extra["clip_vision_output"] = cvo
+            extra.update(_start_image_inputs(g2, batch, 16, 4, frames, h, w, "penultimate_hidden_states", 257, 1280))
         if var in ("fun_control", "s2v", "humo", "animate"):
             extra.update(wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
         if var == "vace":
