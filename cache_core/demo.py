@@ -133,7 +133,7 @@ def teacache_pattern(model: ReferenceDiT, labels: torch.Tensor, steps: int, cfg:
 def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, lam: float = 3e-3,
                        iterations: int = 240, per_class: int = 2, seed: int = 10_000, lr: float = 0.15,
                        threshold: float = 0.5, cache_steps: Sequence[int] | None = None,
-                       teacache: TeaCacheConfig | None = None,
+                       teacache: TeaCacheConfig | None = None, alternate: bool = False,
                        progress: Callable[[int, int], None] | None = None):
     """Learns an L2C schedule for the reference model (router trained on its own full-compute
     trajectories, on seeds other than the evaluation seeds). Returns (schedule, info).
@@ -142,7 +142,9 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     With ``teacache``: a schedule *for running under that TeaCache setting*. The cache steps are the
     steps TeaCache computes (found by one TeaCache run on the training seeds), and each reuses from
     the previous TeaCache-computed step, which is where the controller's branch cache comes from
-    when TeaCache skipped the steps in between."""
+    when TeaCache skipped the steps in between. ``alternate``: only every other TeaCache-computed
+    step is a cache step (the paper's alternation, over the computed steps), so every layer
+    computes at least every other computed step and its forecast history stays fresh."""
     from .l2c import RouterBatch, RouterTrainer
     labels = torch.arange(model.cfg.classes).repeat_interleave(per_class)
     xs = trajectory(model, labels, steps, cfg, seed)
@@ -150,7 +152,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     prev = {s: s - 1 for s in range(1, steps)}
     if teacache is not None:
         computed = teacache_pattern(model, labels, steps, cfg, seed, teacache)
-        cache_steps = [s for s in computed[1:] if s < steps - 1]
+        cache_steps = [s for s in computed[1::2 if alternate else 1] if s < steps - 1]
         prev = {b: a for a, b in zip(computed, computed[1:])}
         if not cache_steps:
             raise ValueError(f"TeaCache {teacache.run_id()} computes no middle step to learn a schedule for")

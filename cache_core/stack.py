@@ -9,6 +9,10 @@ knowledge (which tensor is the indicator, what the stack's input and output are)
 TeaCache decides at block 0. On a reuse, every block passes its inputs through unchanged and the
 last block emits ``stack input + cached residual``; on a compute, blocks run (with L2C's per-layer
 reuse when a schedule is set) and the last block stores the new residual.
+
+Reuse may forecast instead (``reuse`` taylor1/taylor2, :mod:`cache_core.forecast`): every cache
+keeps the Newton coefficients of its last k+1 computed residuals and a reuse takes their
+extrapolation to the current step coordinate. Order 0 is today's reuse, bit for bit.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from typing import Callable, Hashable, Protocol, Sequence
 
 import torch
 
+from . import forecast
+from .forecast import History
 from .stats import RunRecorder
 from .steps import StepInfo
 from .streams import StreamStates, signature
@@ -65,6 +71,7 @@ class ForwardContext:
     branch_row: torch.Tensor | None = None  # row of the block being run (branch-level schedules)
     branch_sig: tuple = ()
     branch_block: int = -1
+    forecast_order: int = 0  # order of the stack forecast used on a TeaCache reuse (0 = reuse)
 
 
 class CacheController:
@@ -72,20 +79,24 @@ class CacheController:
     L2C block residuals and the run's statistics. Cheap to create; `reset()` drops every tensor."""
 
     def __init__(self, hooks: StackHooks, teacache: TeaCacheConfig | None = None, l2c=None,
-                 recorder: RunRecorder | None = None, check_finite: bool = True):
+                 recorder: RunRecorder | None = None, check_finite: bool = True, l2c_reuse: str = "cached"):
         self.hooks = hooks
         self.teacache = teacache if (teacache is not None and teacache.enabled) else None
         self.l2c = l2c
+        self.tc_order = self.teacache.order if self.teacache is not None else 0
+        self.l2c_order = forecast.reuse_order(l2c_reuse)
         if l2c is not None and getattr(l2c, "layers", hooks.n_blocks) != hooks.n_blocks:
             raise ValueError(f"the L2C schedule has {l2c.layers} layers but this model has {hooks.n_blocks} "
                              "blocks; use a schedule made for this model")
         self.recorder = recorder if recorder is not None else RunRecorder()
+        self.recorder.reuse = forecast.describe(self.tc_order if self.teacache is not None else None,
+                                                self.l2c_order if l2c is not None else None)
         self.check_finite = check_finite
         self.tc_states: StreamStates[TeaCacheState] = StreamStates(TeaCacheState)
-        self._residuals: dict[Hashable, torch.Tensor] = {}
+        self._residuals: dict[Hashable, History] = {}  # stream -> block-stack residual history
         self._res_sigs: dict[Hashable, tuple] = {}
-        # L2C caches: (index, streams) -> (signature key, {name: residual}, skip epoch) and
-        # (index, branch, streams) -> (signature key, un-gated output, skip epoch)
+        # L2C caches: (index, streams) -> (signature key, {name: residual history}, skip epoch) and
+        # (index, branch, streams) -> (signature key, un-gated output history, skip epoch)
         self._block_res: dict[tuple, tuple] = {}
         self._branch_out: dict[tuple, tuple] = {}
         self._skip_epoch: dict[tuple, int] = {}  # streams -> TeaCache reuses so far
@@ -107,10 +118,11 @@ class CacheController:
         self.ctx = None
 
     def cache_bytes(self) -> int:
-        n = sum(t.numel() * t.element_size() for t in self._residuals.values())
+        """Bytes held by every cache (k+1 tensors per cache when forecasting), wherever they live."""
+        n = sum(h.nbytes() for h in self._residuals.values())
         for _, d, _ in self._block_res.values():
-            n += sum(t.numel() * t.element_size() for t in d.values())
-        n += sum(t.numel() * t.element_size() for _, t, _ in self._branch_out.values())
+            n += sum(h.nbytes() for h in d.values())
+        n += sum(h.nbytes() for _, h, _ in self._branch_out.values())
         return n
 
     def begin(self, info: StepInfo, streams: Sequence[Hashable]) -> None:
@@ -136,6 +148,8 @@ class CacheController:
         for i, key in enumerate(ctx.streams):
             d: Decision | None = ctx.decisions[i] if i < len(ctx.decisions) else None
             reason = ctx.reason or (d.reason if d is not None else ("l2c" if ctx.layers_reused else "compute"))
+            if ctx.skip and ctx.forecast_order and reason == "reuse":
+                reason = f"forecast{ctx.forecast_order}"
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
@@ -183,13 +197,14 @@ class CacheController:
         ctx.decisions = decisions
         stack_in = hooks.stack_input(inputs)
         if all(not d.compute for d in decisions):
-            final = self._restore(streams, stack_in)
+            final = self._restore(ctx, streams, stack_in)
             if final is None:
                 ctx.reason = "no_cache"
             elif self.check_finite and not bool(torch.isfinite(final).all()):
                 # an fp16 overflow in a reused residual must never reach the output: compute instead
                 ctx.reason = "nonfinite"
-                self.recorder.note("a reused residual was not finite; those steps computed instead")
+                what = "forecast" if ctx.forecast_order else "reused"
+                self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
             else:
                 ctx.skip = True
                 ctx.final = final
@@ -209,24 +224,26 @@ class CacheController:
             st.accumulated = 0.0
             st.consecutive_reuses = 0
 
-    def _restore(self, streams, stack_in: torch.Tensor) -> torch.Tensor | None:
+    def _restore(self, ctx: ForwardContext, streams, stack_in: torch.Tensor) -> torch.Tensor | None:
         chunks = stack_in.chunk(len(streams)) if len(streams) > 1 else [stack_in]
         parts = []
+        x = ctx.info.x
         for k, c in zip(streams, chunks):
-            r = self._residuals.get(k)
-            if r is None or self._res_sigs.get(k) != (tuple(c.shape), c.dtype):
+            h = self._residuals.get(k)
+            if h is None or self._res_sigs.get(k) != (tuple(c.shape), c.dtype):
                 return None
-            parts.append(r.to(c.device, non_blocking=True))
+            ctx.forecast_order = max(ctx.forecast_order, h.available_order)
+            parts.append(forecast.extrapolate(h, x, c.device))
         res = torch.cat(parts) if len(parts) > 1 else parts[0]
         return stack_in + res
 
     def _store_residual(self, ctx: ForwardContext, stack_out: torch.Tensor) -> None:
         res = stack_out - ctx.stack_in
         chunks = res.chunk(len(ctx.streams)) if len(ctx.streams) > 1 else [res]
-        offload = self.teacache.cache_device == "offload"
+        store = "cpu" if self.teacache.cache_device == "offload" else None
         for k, c in zip(ctx.streams, chunks):
             self._res_sigs[k] = (tuple(c.shape), c.dtype)
-            self._residuals[k] = c.to("cpu", non_blocking=True) if offload else c
+            self._residuals[k] = forecast.push(self._residuals.get(k), ctx.info.x, c, self.tc_order, store)
         ctx.stack_in = None
 
     def _run_block(self, ctx: ForwardContext, index: int, inputs: Tensors, run) -> Tensors:
@@ -250,11 +267,14 @@ class CacheController:
             return out
         keys = self.hooks.hidden_keys(index)
         sig = tuple((k, signature(inputs[k])) for k in keys) + (tuple(ctx.streams),)
-        if not bool(plan):
-            saved = self._block_res.get((index, sig[-1]))
-            if saved is not None and saved[0] == sig and saved[2] == self._epoch(ctx):
+        saved = self._block_res.get((index, sig[-1]))
+        if saved is not None and saved[0] != sig:
+            saved = None  # a new shape: the history cannot continue
+        if not bool(plan) and saved is not None and self._usable(ctx, saved[2]):
+            out = {k: inputs[k] + forecast.extrapolate(h, ctx.info.x) for k, h in saved[1].items()}
+            if self._finite(out.values()):
                 ctx.layers_reused += 1
-                return {k: inputs[k] + saved[1][k] for k in keys}
+                return out
         save = bool(self._l2c_reused_layers) and index in self._l2c_reused_layers
         # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
         # txt and single blocks), which would make out - inputs zero
@@ -264,7 +284,9 @@ class CacheController:
         if save:
             # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
             # cannot batch them (different caption lengths) and must not evict each other
-            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - before[k] for k in keys}, self._epoch(ctx))
+            old = saved[1] if saved is not None else {}
+            hist = {k: forecast.push(old.get(k), ctx.info.x, out[k] - before[k], self.l2c_order) for k in keys}
+            self._block_res[(index, sig[-1])] = (sig, hist, self._epoch(ctx))
         return out
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -276,17 +298,37 @@ class CacheController:
         names = self.l2c.branches
         j = names.index(name)
         key = (index, name, tuple(ctx.streams))
-        if not bool(ctx.branch_row[j]):
-            saved = self._branch_out.get(key)
-            if saved is not None and saved[0] == ctx.branch_sig and saved[2] == self._epoch(ctx):
-                return saved[1]
+        saved = self._branch_out.get(key)
+        if saved is not None and saved[0] != ctx.branch_sig:
+            saved = None
+        if not bool(ctx.branch_row[j]) and saved is not None and self._usable(ctx, saved[2]):
+            out = forecast.extrapolate(saved[1], ctx.info.x)
+            if self._finite([out]):
+                return out
         out = fn()
         if self._l2c_reused_layers and index in self._l2c_reused_layers:
-            self._branch_out[key] = (ctx.branch_sig, out, self._epoch(ctx))
+            hist = forecast.push(saved[1] if saved is not None else None, ctx.info.x, out, self.l2c_order)
+            self._branch_out[key] = (ctx.branch_sig, hist, self._epoch(ctx))
         return out
 
     def _epoch(self, ctx: ForwardContext) -> int:
-        """L2C's schedule is learned for caches one step old. After a TeaCache reuse they are
-        older than that (reusing them anyway gave 18 dB instead of 35 dB on the reference model),
-        so an entry stored before the last TeaCache reuse counts as missing and the layer computes."""
         return self._skip_epoch.get(tuple(ctx.streams), 0)
+
+    def _usable(self, ctx: ForwardContext, epoch: int) -> bool:
+        """Whether an L2C cache stored in skip epoch ``epoch`` may stand in for this step.
+
+        L2C's schedule is learned for caches one step old. After a TeaCache reuse a plain cache
+        is older than that (reusing it anyway gave 18 dB instead of 35 dB on the reference model),
+        so it counts as missing and the layer computes. A forecast extrapolates to the current
+        step, whatever the cache's age, so it is used."""
+        return self.l2c_order > 0 or epoch == self._epoch(ctx)
+
+    def _finite(self, tensors) -> bool:
+        """A forecast that is not finite never reaches the output: the layer computes instead
+        (plain reuse is left unchecked, as it holds what a computed step returned)."""
+        if not (self.check_finite and self.l2c_order):
+            return True
+        if all(bool(torch.isfinite(t).all()) for t in tensors):
+            return True
+        self.recorder.note("an L2C forecast was not finite; those layers computed instead")
+        return False

@@ -35,6 +35,7 @@ class RunRecorder:
     notes: list[str] = field(default_factory=list)
     n_steps: int = 0
     threshold: float | None = None
+    reuse: str = ""  # what skipped work gets (cache_core.forecast.describe)
 
     def start(self, n_steps: int = 0) -> None:
         self.records.clear()
@@ -85,6 +86,7 @@ class RunRecorder:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
         out = {
             "run_id": self.run_id,
+            "reuse": self.reuse,
             "steps": self.n_steps,
             "evaluations": total,
             "computed": computed,
@@ -128,6 +130,7 @@ class RunRecorder:
         ms = f"{s['measured_speedup']:.2f}x" if s["measured_speedup"] else "n/a"
         lines = [
             f"run {s['run_id']}",
+            *([s["reuse"]] if s["reuse"] else []),
             f"evaluations computed {s['computed']}/{s['evaluations']} (hit rate {s['hit_rate']:.0%}), "
             f"layers computed {s['layers_computed']}/{s['layers_computed'] + s['layers_reused']}",
             f"speed-up estimated {s['estimated_speedup']:.2f}x, measured {ms}; "
