@@ -200,7 +200,7 @@ class CacheController:
             final = self._restore(ctx, streams, stack_in)
             if final is None:
                 ctx.reason = "no_cache"
-            elif self.check_finite and not bool(torch.isfinite(final).all()):
+            elif self.check_finite and not forecast.all_finite([final]):
                 # an fp16 overflow in a reused residual must never reach the output: compute instead
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
@@ -328,7 +328,7 @@ class CacheController:
         (plain reuse is left unchecked, as it holds what a computed step returned)."""
         if not (self.check_finite and self.l2c_order):
             return True
-        if all(bool(torch.isfinite(t).all()) for t in tensors):
+        if forecast.all_finite(tensors):
             return True
         self.recorder.note("an L2C forecast was not finite; those layers computed instead")
         return False

@@ -100,6 +100,20 @@ def test_low_precision_forecasts_stay_finite_and_close(dtype):
     assert (lo.float() - hi).abs().max() < 0.05 * hi.abs().max()
 
 
+def test_all_finite():
+    ok = torch.randn(1000)
+    assert forecast.all_finite([ok]) and forecast.all_finite([ok, ok.double()]) and forecast.all_finite([])
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        t = ok.clone()
+        t[17] = bad
+        assert not forecast.all_finite([t]) and not forecast.all_finite([ok, t])
+    both = ok.clone()
+    both[1], both[2] = float("inf"), float("-inf")
+    assert not forecast.all_finite([both])
+    # a big fp16 tensor whose fp16 sum would overflow is still finite
+    assert forecast.all_finite([torch.full((100_000,), 60_000.0, dtype=torch.float16)])
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="cached, taylor1, taylor2"):
         reuse_order("taylor3")
