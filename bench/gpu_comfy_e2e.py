@@ -103,14 +103,13 @@ def main(argv=None) -> int:
         print("skipped: CUDA is not available")
         return 0
     os.environ.setdefault("DITCACHE_HOST_DEVICE", "gpu")
-    sys.path.insert(0, str(REPO / "tests" / "host"))
-    import comfy_env
-    path, why = comfy_env.find_comfyui()
+    from devtools import comfy_host
+    path, why = comfy_host.find_comfyui()
     if path is None:
         print(f"skipped: ComfyUI not found ({why}); set COMFYUI_PATH")
         return 0
-    c = comfy_env.import_comfy(path)
-    from pack import sub
+    c = comfy_host.import_comfy(path)
+    sub = comfy_host.pack_module
     results = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "comfyui": c.version,
                "note": "random bf16 weights; speed of the path only, not of a trained model's schedule",
                "models": []}

@@ -3,8 +3,8 @@
     python -m bench.gpu_realsize [--models flux wan] [--repeats 5] [--steps 28]
     COMFYUI_PATH=/path/to/ComfyUI python -m bench.gpu_realsize
 
-Without CUDA it prints why it skips and exits 0. With ComfyUI importable (``COMFYUI_PATH``,
-default ``/work/ComfyUI``, then ``<repo>/../ComfyUI`` and ``<repo>/.gpu/ComfyUI``) it builds
+Without CUDA it prints why it skips and exits 0. With ComfyUI importable (``COMFYUI_PATH``, or the
+checkout holding this pack: ``devtools.comfy_host.find_comfyui``) it builds
 
 * ``comfy.ldm.flux.model.Flux`` at FLUX.1-dev size (19 double + 38 single blocks, width 3072,
   24 heads, guidance embedding) at 1024x1024: a 16x128x128 latent = 4096 image tokens, plus 512
@@ -30,26 +30,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from devtools.comfy_host import find_comfyui
+
 REPO = Path(__file__).resolve().parents[1]
 DEV = "cuda"
 SMOKE = False  # --smoke: tiny sizes on any device, to check the code paths (no meaningful timings)
-
-
-def find_comfyui() -> tuple[Path | None, str]:
-    env = os.environ.get("COMFYUI_PATH")
-    cands = [Path(env)] if env else [Path("/work/ComfyUI"), REPO.parent / "ComfyUI", REPO / ".gpu" / "ComfyUI"]
-    for p in cands:
-        p = p.expanduser()
-        if (p / "comfy").is_dir() and (p / "folder_paths.py").is_file():
-            return p.resolve(), f"ComfyUI at {p}"
-    return None, "no ComfyUI checkout at " + ", ".join(str(c) for c in cands)
 
 
 def import_comfy(path: Path):

@@ -3,6 +3,7 @@ block-level L2C schedule through ComfyUI's real sampling, save it in the pack's 
 hand back the patched model."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -361,12 +362,31 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]):
+    with frozen([m.model]), _host_training_mode():
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
                                source=f"L2C Learn Schedule lam={lam:g} theta={theta:g} it={iterations}")
     return sched, router
+
+
+@contextlib.contextmanager
+def _host_training_mode():
+    """ComfyUI's own switch to differentiable model code, for the router's backward pass.
+
+    Since 2026 releases, attention RoPE and other ops go through comfy-kitchen kernels that have no
+    autograd formula unless ``comfy.model_management.in_training`` is set (as ComfyUI's own
+    ``TrainLoraNode`` does in ``comfy_extras/nodes_train.py``). Older releases have no such flag
+    and are differentiable as they are. Restored when learning ends, also on errors."""
+    if not hasattr(comfy.model_management, "in_training"):
+        yield
+        return
+    before = comfy.model_management.in_training
+    comfy.model_management.in_training = True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training = before
 
 
 def schedule_heatmap(sched, router=None, title: str = "", cell: int = 18) -> torch.Tensor:

@@ -37,7 +37,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_TESTS = REPO / "tests" / "host"
@@ -46,18 +45,8 @@ LEFT_OUT = {"torch", "torchvision", "torchaudio", "spandrel"}
 ENV_FORMAT = "1"
 
 
-def _is_comfyui(path: Path) -> bool:
-    return (path / "comfy").is_dir() and (path / "folder_paths.py").is_file()
-
-
-def comfy_version(path: Path) -> str:
-    try:
-        for line in (path / "comfyui_version.py").read_text().splitlines():
-            if line.startswith("__version__"):
-                return line.split("=", 1)[1].strip().strip("\"'")
-    except OSError:
-        pass
-    return "unknown"
+sys.path.insert(0, str(REPO))
+from devtools.comfy_host import comfy_version, enclosing_comfyui, is_comfyui as _is_comfyui  # noqa: E402
 
 
 @dataclass
@@ -74,14 +63,6 @@ class Host:
 
     def __post_init__(self):
         self.version = comfy_version(self.path)
-
-
-def enclosing_comfyui(repo: Path = REPO) -> Optional[Path]:
-    """The checkout holding this pack when it sits in ``<ComfyUI>/custom_nodes/<pack>``."""
-    parent = repo.resolve().parent
-    if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
-        return parent.parent
-    return None
 
 
 def shared_trees() -> list[Path]:
@@ -268,7 +249,8 @@ def run_hosts(pytest_args: list[str] | None = None, parallel: int | None = None,
                "or provide ../shared/comfyui/ trees)")
         print(msg, flush=True)
         return 1 if os.environ.get("CI", "").lower() == "true" else 0
-    base = Path(tempfile.mkdtemp(prefix="dit_cache_hosts_"))
+    # no "dit_cache" in the name: the server test looks for that in ComfyUI's import errors
+    base = Path(tempfile.mkdtemp(prefix="host-runs-"))
     for h in hosts:
         if h.own_env:
             h.python = ensure_env(h, base)

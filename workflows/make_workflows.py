@@ -6,7 +6,7 @@ loadable), one per model family plus an L2C one.
 
 Widget orders and defaults are read from the live node definitions (the same data ComfyUI's
 ``/object_info`` serves: ``input`` + ``input_order``): stock nodes from a ComfyUI checkout
-(found like the host tests do, ``COMFYUI_PATH`` or ``../ComfyUI``), our nodes from this pack's
+(``COMFYUI_PATH``, or the checkout holding this pack: ``devtools.comfy_host``), our nodes from this pack's
 ``comfy_entrypoint()``.  Output is deterministic (no random ids, no timestamps).
 """
 from __future__ import annotations
@@ -21,14 +21,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 # ------------------------------------------------------------------ node definitions
 
 def _comfy():
-    sys.path.insert(0, str(REPO / "tests" / "host"))
-    import comfy_env
-    return comfy_env.import_comfy()
+    from devtools.comfy_host import import_comfy
+    return import_comfy()
 
 
 def init_stock_nodes(ns) -> None:
@@ -76,8 +77,7 @@ def node_info(cls) -> dict:
 
 
 def our_node_classes() -> list:
-    sys.path.insert(0, str(REPO / "tests" / "host"))
-    from pack import load_pack
+    from devtools.comfy_host import load_pack
     pack = load_pack()
     ext = asyncio.run(pack.comfy_entrypoint())
     return asyncio.run(ext.get_node_list())
@@ -571,9 +571,29 @@ WORKFLOWS = {
 }
 
 
-def build_all(infos: dict) -> dict[str, str]:
+# The files are generated against the newest tested ComfyUI release (its stock node definitions:
+# widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
+# workflows for families that exist only in newer releases are listed here with that release.
+GENERATED_WITH = "0.29.0"
+NEEDS_RELEASE: dict[str, str] = {}
+
+
+def release_tuple(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split(".")[:3])
+
+
+def available(name: str, version: str) -> bool:
+    """Whether workflow ``name`` (no ``.json``) can be built and loaded in ComfyUI ``version``."""
+    need = NEEDS_RELEASE.get(name)
+    return need is None or release_tuple(version) >= release_tuple(need)
+
+
+def build_all(infos: dict, version: str = GENERATED_WITH) -> dict[str, str]:
+    """``{file name: JSON text}`` of every workflow buildable in ComfyUI ``version``."""
     out = {}
     for name, fn in WORKFLOWS.items():
+        if not available(name, version):
+            continue
         g = Graph(infos, name)
         fn(g)
         out[name + ".json"] = json.dumps(g.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -584,7 +604,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
-    infos, _ = object_info()
+    ns = _comfy()
+    if ns.version != GENERATED_WITH:
+        print(f"the workflows are generated with ComfyUI {GENERATED_WITH}, this is {ns.version}: "
+              f"set COMFYUI_PATH to a {GENERATED_WITH} checkout (tests/hosts.py --setup-only gives its Python)")
+        return 2
+    infos, _ = object_info(ns)
     files = build_all(infos)
     changed = []
     for fname, text in files.items():

@@ -59,12 +59,16 @@ def _controlnet_state_dict(tiny, seed=0):
     import comfy.ops
     from comfy.ldm.flux.controlnet import ControlNetFlux
 
-    cfg = dict(tm.SPECS[(tiny.family, tiny.variant)].unet_config, depth_single_blocks=0)
+    cfg = dict(tm.release_unet_config(tiny.family, tm.SPECS[(tiny.family, tiny.variant)].unet_config),
+               depth_single_blocks=0)
     with torch.random.fork_rng(devices=[]):
         template = ControlNetFlux(operations=comfy.ops.disable_weight_init, dtype=torch.float32,
                                   device="cpu", **cfg)
     params = {k for k, _ in template.named_parameters()}
-    return tm.random_state_dict(template.state_dict(), params, tm._seed_for("flux-controlnet", seed))
+    sd = tm.random_state_dict(template.state_dict(), params, tm._seed_for("flux-controlnet", seed))
+    # XLabs files name the q/k RMSNorm gains ``*_norm.scale`` (ComfyUI's loader keys on that);
+    # releases whose RMSNorm holds ``weight`` rename them back when loading
+    return {(k[:-len(".weight")] + ".scale" if k.endswith("_norm.weight") else k): v for k, v in sd.items()}
 
 
 def load_tiny_controlnet(tiny, seed=0):

@@ -96,6 +96,7 @@ Latent sizes given to ``latent()``/``sample()`` are in LATENT units (h=16 means
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -350,6 +351,52 @@ def random_state_dict(template: Dict[str, torch.Tensor], param_names, seed: int)
 # --------------------------------------------------------------------------
 
 
+# The params dataclass each family's diffusion model builds from its unet_config. Releases add
+# fields to these (0.29.0: Flux/Chroma ``txt_ids_dims``, HunyuanVideo ``use_cond_type_embedding``,
+# ``vision_in_dim``, ``meanflow_sum``); the tiny configs are completed from the dataclass the
+# running release has, never pinned to one release's signature.
+_PARAMS_CLASS = {
+    "flux": ("comfy.ldm.flux.model", "FluxParams"),
+    "flux_fill": ("comfy.ldm.flux.model", "FluxParams"),
+    "flux_kontext": ("comfy.ldm.flux.model", "FluxParams"),
+    "chroma": ("comfy.ldm.chroma.model", "ChromaParams"),
+    "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+}
+# What ComfyUI's detection (``comfy/model_detection.py``) puts in a base model's unet_config for
+# fields that only newer releases have: the value that keeps the release's original behaviour.
+_BASE_MODEL_FIELD_VALUES = {
+    "txt_ids_dims": [],
+    "use_cond_type_embedding": False,
+    "vision_in_dim": None,
+    "meanflow_sum": False,
+    "vec_in_dim": None,
+}
+
+
+def release_unet_config(family: str, unet_config: Dict[str, Any]) -> Dict[str, Any]:
+    """``unet_config`` completed with the required fields of this release's params dataclass.
+
+    Raises ``RuntimeError`` naming the field when the release requires one whose base-model value
+    is not known (add it to ``_BASE_MODEL_FIELD_VALUES`` from ``comfy/model_detection.py``)."""
+    import dataclasses
+    import importlib
+
+    out = dict(unet_config)
+    where = _PARAMS_CLASS.get(family)
+    if where is None:
+        return out
+    cls = getattr(importlib.import_module(where[0]), where[1])
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if not required or f.name in out:
+            continue
+        if f.name not in _BASE_MODEL_FIELD_VALUES:
+            raise RuntimeError(f"{where[0]}.{where[1]} in this ComfyUI requires {f.name!r}, which the tiny "
+                               f"{family} config lacks: add its base-model value (see comfy/model_detection.py)")
+        out[f.name] = copy.deepcopy(_BASE_MODEL_FIELD_VALUES[f.name])
+    return out
+
+
 def _match_config(c, unet_config, expected: str, state_dict=None):
     mc = c.comfy_model_detection.model_config_from_unet_config(unet_config, state_dict)
     if mc is None or type(mc).__name__ != expected:
@@ -362,7 +409,7 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
 
-    model_config = _match_config(c, spec.unet_config, spec.config_class)
+    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
@@ -379,7 +426,7 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
         if got != spec.config_class:
             raise RuntimeError(f"detection picked {got} for tiny {family}/{variant}, expected {spec.config_class}")
         det = patcher.model.model_config.unet_config
-        for k, v in spec.unet_config.items():
+        for k, v in release_unet_config(family, spec.unet_config).items():
             if k in det and det[k] != v and not (isinstance(v, (list, tuple)) and list(det[k]) == list(v)):
                 raise RuntimeError(f"detected {k}={det[k]!r} for tiny {family}/{variant}, expected {v!r}")
         loaded_via = "load_diffusion_model_state_dict"

@@ -44,18 +44,21 @@ try {
     return !!(app?.graph && app?.canvas && window.LiteGraph?.registered_node_types?.DitCache_CacheStats
       && app.extensions?.some((e) => e.name === "dit_cache.stats"));
   });
+  // frontend 1.2x exposes the app as window.app; 1.4x only as window.comfyAPI.app.app
+  await page.evaluate(() => { window.__ditApp = window.comfyAPI?.app?.app ?? window.app; });
   out.frontend_version = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
-  out.extensions = await page.evaluate(() => (window.comfyAPI?.app?.app ?? window.app).extensions.map((e) => e.name));
+  out.extensions = await page.evaluate(() => window.__ditApp.extensions.map((e) => e.name));
   await page.keyboard.press("Escape"); // any first-run dialog
 
   // ---- node search: double-click the empty canvas, type the display name, pick the result
   for (const name of cfg.searches) {
     step(`search ${name}`);
-    const input = page.locator('input[placeholder^="Search Nodes"]').first();
+    // the search box reads "Search Nodes…" in frontend 1.2x and "Add a node…" in 1.4x
+    const input = page.locator('input[placeholder^="Search Nodes"], input[placeholder^="Add a node"]').first();
     // right after start-up the frontend may still be loading its first workflow and swallow
     // the double-click: clear the graph and double-click again until the search box opens
     for (let attempt = 1; ; attempt++) {
-      await page.evaluate(() => { const app = window.app; app.graph.clear(); app.canvas.setDirty(true, true); });
+      await page.evaluate(() => { const app = window.__ditApp; app.graph.clear(); app.canvas.setDirty(true, true); });
       const box = await page.locator("#graph-canvas").boundingBox();
       await page.mouse.dblclick(box.x + box.width / 2, box.y + box.height / 2);
       try {
@@ -69,32 +72,36 @@ try {
     }
     await input.click();
     await page.keyboard.type(name, { delay: 10 }); // as a user types (fill() confused the box)
-    const option = page.locator(`li[role="option"][aria-label="${name}"]`).first();
-    await option.waitFor({ state: "visible" });
-    const labels = await page.locator('li[role="option"][aria-label]').evaluateAll((els) => els.map((e) => e.getAttribute("aria-label")));
-    // Enter picks the highlighted (first) result, which must be our node
-    await page.keyboard.press("Enter");
-    await page.waitForFunction(() => window.app.graph._nodes.length > 0);
+    // results: <li role="option" aria-label="NAME"> in frontend 1.2x; <div role="option"> whose first
+    // text line is the display name in 1.4x
+    await page.waitForFunction((n) => [...document.querySelectorAll('[role="option"]')].some(
+      (e) => (e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim()) === n), name);
+    const labels = await page.locator('[role="option"]').evaluateAll(
+      (els) => els.map((e) => e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim()));
+    // pick our result with the mouse, as a user does (Enter raced the result list's debounce
+    // on a loaded machine and added nothing); the node added must be ours
+    await page.locator('[role="option"]').filter({ hasText: name }).first().click();
+    await page.waitForFunction(() => window.__ditApp.graph._nodes.length > 0);
     await input.waitFor({ state: "hidden" });
-    const types = await page.evaluate(() => window.app.graph._nodes.map((n) => n.type));
+    const types = await page.evaluate(() => window.__ditApp.graph._nodes.map((n) => n.type));
     out.searches[name] = { options: labels, added: types };
   }
 
   // ---- load our workflow and queue it
   step("load workflow");
-  await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, cfg.workflow);
-  out.loaded_nodes = await page.evaluate(() => window.app.graph._nodes.map((n) => ({ id: n.id, type: n.type })));
-  out.api_prompt = await page.evaluate(async () => (await window.app.graphToPrompt()).output);
+  await page.evaluate(async (wf) => { await window.__ditApp.loadGraphData(wf); }, cfg.workflow);
+  out.loaded_nodes = await page.evaluate(() => window.__ditApp.graph._nodes.map((n) => ({ id: n.id, type: n.type })));
+  out.api_prompt = await page.evaluate(async () => (await window.__ditApp.graphToPrompt()).output);
 
   step("queue");
   await page.evaluate(() => {
-    const api = window.comfyAPI?.api?.api ?? window.app.api;
+    const api = window.comfyAPI?.api?.api ?? window.__ditApp.api;
     window.__ditEvents = [];
     for (const ev of ["execution_start", "executed", "execution_success", "execution_error", "execution_interrupted"]) {
       api.addEventListener(ev, (e) => window.__ditEvents.push({ type: ev, detail: JSON.parse(JSON.stringify(e.detail ?? null)) }));
     }
   });
-  await page.evaluate(() => window.app.queuePrompt(0, 1));
+  await page.evaluate(() => window.__ditApp.queuePrompt(0, 1));
   const done = await page.waitForFunction(
     () => window.__ditEvents.find((e) => ["execution_success", "execution_error", "execution_interrupted"].includes(e.type)),
     null, { timeout: T, polling: 200 });
@@ -106,7 +113,7 @@ try {
     step("wait for report, chart and badge");
     // the report lands in properties on onExecuted; the chart is an <img> the frontend loads
     await page.waitForFunction(() => {
-      const g = window.app.graph;
+      const g = window.__ditApp.graph;
       const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
       const patch = g._nodes.find((n) => n.type === "DitCache_TeaCachePatch");
       const img = stats?.imgs?.[0];
@@ -115,7 +122,7 @@ try {
     }, null, { timeout: 20000, polling: 200 }).catch((e) => { out.wait_error = String(e.message ?? e); });
 
     await page.evaluate(() => {
-      const app = window.app;
+      const app = window.__ditApp;
       const ds = app.canvas.ds;
       ds.scale = 0.8; ds.offset = [10, 60];
       app.canvas.setDirty(true, true);
@@ -124,7 +131,7 @@ try {
     await page.waitForTimeout(300); // let one animation frame paint the canvas and DOM widgets
 
     out.ui = await page.evaluate(() => {
-      const app = window.app;
+      const app = window.__ditApp;
       const g = app.graph;
       const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
       const patch = g._nodes.find((n) => n.type === "DitCache_TeaCachePatch");
@@ -157,7 +164,7 @@ try {
         widget_value: w?.value ?? null,
         widget_dom: el ? { tag: el.tagName, value: el.value ?? null, visible: !!(rect && rect.width > 0 && rect.height > 0 && el.isConnected) } : null,
         image: img ? { src: img.src, width: img.naturalWidth, height: img.naturalHeight } : null,
-        node_outputs: window.app.nodeOutputs?.[String(stats?.id)] ?? null,
+        node_outputs: window.__ditApp.nodeOutputs?.[String(stats?.id)] ?? null,
         badge: patch?.properties?.dit_cache_badge ?? null,
         badge_pixels,
         serialized_stats_properties: stats?.serialize?.().properties ?? null,
