@@ -1,4 +1,5 @@
-"""Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together.
+"""Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together,
+and TeaCache and L2C forecasting the skipped work (``reuse="taylor1"``, cache_core.forecast).
 
     python -m cache_core.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
 
@@ -180,6 +181,7 @@ class Method:
     teacache: TeaCacheConfig | None = None
     l2c: object | None = None
     note: str = ""
+    l2c_reuse: str = "cached"
 
 
 @dataclass
@@ -244,7 +246,7 @@ def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps:
     summary: dict = {}
     for _ in range(max(1, repeats)):
         if method.teacache is not None or method.l2c is not None:
-            ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c)
+            ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c, l2c_reuse=method.l2c_reuse)
             if method.l2c is not None:
                 track_branches(ctl)
         else:
@@ -387,7 +389,11 @@ def build_methods(model: ReferenceDiT, args, schedule) -> list[Method]:
     for t in args.thresholds:
         methods.append(Method(f"TeaCache {args.coefficients} {t:g}",
                               TeaCacheConfig(rel_l1_thresh=t, coefficients=args.coefficients)))
+    t = max(args.thresholds)
+    methods.append(Method(f"TeaCache {args.coefficients} {t:g} taylor1",
+                          TeaCacheConfig(rel_l1_thresh=t, coefficients=args.coefficients, reuse="taylor1")))
     methods.append(Method(f"L2C lam={args.lam:g}", l2c=schedule))
+    methods.append(Method(f"L2C lam={args.lam:g} taylor1", l2c=schedule, l2c_reuse="taylor1"))
     methods.append(Method(f"TeaCache {args.coefficients} {args.combo_threshold:g} + L2C",
                           TeaCacheConfig(rel_l1_thresh=args.combo_threshold, coefficients=args.coefficients),
                           l2c=schedule))
