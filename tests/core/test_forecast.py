@@ -9,7 +9,7 @@ import torch
 from cache_core import forecast
 from cache_core.forecast import History, extrapolate, push, reuse_order
 from cache_core.l2c import L2CSchedule
-from cache_core.reference_dit import ReferenceConfig, ReferenceDiT, ReferenceHooks
+from cache_core.reference_dit import ReferenceHooks
 from cache_core.reference_sampling import make_controller, sample
 from cache_core.stack import CacheController
 from cache_core.steps import StepLocator
@@ -146,16 +146,8 @@ def test_fixed_interval_decisions():
 
 
 # -- through the controller ---------------------------------------------------------------------
-CFG = ReferenceConfig(width=64, depth=4, heads=2)
-LABELS = torch.tensor([1, 7, 3])
-
-
-def model(device="cpu", dtype=torch.float32, seed=0):
-    torch.manual_seed(seed)
-    m = ReferenceDiT(CFG)
-    for p in m.parameters():  # zero-init gates would make every block an identity
-        torch.nn.init.normal_(p, std=0.05)
-    return m.to(device=device, dtype=dtype).eval()
+# the small random-weight reference DiT and the one-forward driver of the stack tests
+from test_stack import CFG, LABELS, _one_forward, model  # noqa: E402
 
 
 class EveryNthReuse:
@@ -232,7 +224,7 @@ def _stack_residuals(m, steps):
 
 @pytest.mark.parametrize("reuse,order", [("taylor1", 1), ("taylor2", 2)])
 def test_forecast_steps_use_the_forecaster_and_count_memory(reuse, order):
-    m = model()
+    m = model("cpu")
     steps, every = 10, 3
     ctl = make_controller(m, TeaCacheConfig(1000.0, "raw", reuse=reuse, compute_every=every))
     sample(m, LABELS, steps=steps, controller=ctl)
@@ -273,7 +265,7 @@ def test_offload_forecast_matches_main(device):
 
 
 def test_offload_keeps_every_coefficient_on_cpu():
-    m = model()
+    m = model("cpu")
     ctl = CacheController(ReferenceHooks(m), TeaCacheConfig(1000.0, "raw", reuse="taylor2", compute_every=2,
                                                              cache_device="offload"))
     loc = StepLocator([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
@@ -285,17 +277,8 @@ def test_offload_keeps_every_coefficient_on_cpu():
     assert h.available_order == 2 and all(c.device.type == "cpu" for c in h.coefs)
 
 
-def _one_forward(m, ctl, x, t, streams, locator):
-    y = torch.arange(x.shape[0]) % 10
-    ctl.begin(locator.locate(t), streams)
-    try:
-        return m(x, torch.full((x.shape[0],), t), y, block_hook=lambda i, a, r: ctl.block(i, a, r))
-    finally:
-        ctl.end()
-
-
 def test_nonfinite_forecast_computes_instead():
-    m = model()
+    m = model("cpu")
     ctl = CacheController(ReferenceHooks(m), TeaCacheConfig(1000.0, "raw", reuse="taylor1", compute_every=2))
     loc = StepLocator([1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
     x = torch.randn(1, 1, 8, 8)
@@ -352,7 +335,7 @@ def test_l2c_forecast_reuses_the_same_layers_closer_to_full_compute(reference_mo
 def test_l2c_forecast_with_one_computed_step_is_reuse():
     """Reused from step 1 on, odd layers have one computed step behind them: the forecast is the
     cached residual itself, bit for bit."""
-    m = model()
+    m = model("cpu")
     sched = _odd_layers_reused(7, first_reuse=1)
     a = sample(m, LABELS, steps=7, controller=make_controller(m, l2c=sched))
     b = sample(m, LABELS, steps=7, controller=make_controller(m, l2c=sched, l2c_reuse="taylor2"))
@@ -360,7 +343,7 @@ def test_l2c_forecast_with_one_computed_step_is_reuse():
 
 
 def test_l2c_forecast_memory_counts_every_coefficient():
-    m = model()
+    m = model("cpu")
     peaks = []
     for reuse in ("cached", "taylor2"):
         ctl = make_controller(m, l2c=_odd_layers_reused(8, first_reuse=3), l2c_reuse=reuse)
@@ -371,7 +354,7 @@ def test_l2c_forecast_memory_counts_every_coefficient():
 
 def test_l2c_forecast_uses_caches_older_than_a_teacache_reuse():
     """Plain L2C caches count as missing after a TeaCache reuse; forecasts extrapolate them."""
-    m = model()
+    m = model("cpu")
     steps = 10
     sched = _odd_layers_reused(steps, first_reuse=1)
     tc = TeaCacheConfig(1000.0, "raw", reuse="taylor1", compute_every=2)
@@ -384,7 +367,7 @@ def test_l2c_forecast_uses_caches_older_than_a_teacache_reuse():
 
 
 def test_nonfinite_l2c_forecast_computes_the_layer(monkeypatch):
-    m = model()
+    m = model("cpu")
     steps = 8
     sched = _odd_layers_reused(steps, first_reuse=3)
     ctl = make_controller(m, l2c=sched, l2c_reuse="taylor1")
