@@ -85,9 +85,9 @@ def push(history: History | None, position: float, value: torch.Tensor, order: i
 
     Updates the divided differences in O(order) tensor operations:
     ``c_j' = (c_{j-1}' - c_{j-1}) / (x_new - x_{j-1})``. A new history starts (holding
-    ``value`` alone) when there is none, when ``value``'s shape or dtype differ from the stored
-    ones (a new resolution or batch), or when ``position`` repeats the latest one (two computes
-    at one position say nothing about the slope). ``store_device`` keeps the coefficients there
+    ``value`` alone) when there is none, or when ``value``'s shape or dtype differ from the stored
+    ones (a new resolution or batch). A ``position`` equal to the latest one replaces the latest
+    value (2nd-order samplers evaluate a sigma twice). ``store_device`` keeps the coefficients there
     (``"cpu"`` for offloading); differences are computed on ``value``'s device.
 
     Raises ValueError for an order outside 0..2 or a position that is not finite."""
@@ -97,11 +97,20 @@ def push(history: History | None, position: float, value: torch.Tensor, order: i
     if not math.isfinite(x):
         raise ValueError(f"forecast position must be finite, got {position!r}")
     store = (lambda t: t) if store_device is None else (lambda t: t.to(store_device, non_blocking=True))
-    if (order == 0 or history is None or not history.matches(value)
-            or abs(x - history.positions[0]) <= 1e-9 * max(1.0, abs(x))):
+    if order == 0 or history is None or not history.matches(value):
         return History(order, (x,), (store(value),))
     dev = value.device
     wd = _work_dtype(value.dtype)
+    if abs(x - history.positions[0]) <= 1e-9 * max(1.0, abs(x)):
+        # the latest position again (a 2nd-order sampler evaluates each sigma twice): replace the
+        # latest value. f[x0..xj] changes by delta / prod_{i=1..j} (x0 - x_i) when f(x0) changes by delta
+        delta = torch.sub(value.to(wd), history.coefs[0].to(dev, non_blocking=True).to(wd))
+        coefs, scale = [store(value)], 1.0
+        for j in range(1, len(history.coefs)):
+            scale *= history.positions[0] - history.positions[j]
+            c = torch.add(history.coefs[j].to(dev, non_blocking=True).to(wd), delta, alpha=1.0 / scale)
+            coefs.append(store(c.to(value.dtype)))
+        return History(order, history.positions, tuple(coefs))
     new = [value.to(wd)]
     keep = min(order, len(history.coefs))  # the new value plus `keep` older coefficients
     for j in range(1, keep + 1):

@@ -80,12 +80,24 @@ def test_push_is_pure_and_keeps_k_plus_1_tensors():
     assert h.coefs[0] is vals[-1]
 
 
-def test_new_shape_or_repeated_position_starts_over():
+def test_new_shape_starts_over():
     h = history_of([0.0, 1.0], [torch.zeros(3), torch.ones(3)], 1)
     assert push(h, 2.0, torch.ones(4), 1).available_order == 0
     assert push(h, 2.0, torch.ones(3, dtype=torch.float64), 1).available_order == 0
-    same = push(h, 1.0, torch.full((3,), 5.0), 1)
-    assert same.available_order == 0 and torch.equal(extrapolate(same, 3.0), torch.full((3,), 5.0))
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_repeated_position_replaces_the_latest_value(order):
+    """A 2nd-order sampler evaluates each sigma twice: the second value replaces the first and the
+    older computed steps stay."""
+    g = torch.Generator().manual_seed(1)
+    v = [torch.randn(5, generator=g, dtype=torch.float64) for _ in range(4)]
+    replaced = history_of([0.0, 0.6, 1.7, 1.7], v, order)
+    direct = history_of([0.0, 0.6, 1.7], [v[0], v[1], v[3]], order)
+    assert replaced.positions == direct.positions and replaced.available_order == order
+    for a, b in zip(replaced.coefs, direct.coefs):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert replaced.coefs[0] is v[3]
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -132,6 +144,14 @@ def test_run_ids_show_the_mode():
     assert TeaCacheConfig(0.3, "raw", reuse="taylor2", compute_every=3).run_id() == "TC(t0.3,raw,every3,taylor2)"
     assert forecast.with_reuse_tag("L2C(x,block,-20%)", "taylor1") == "L2C(x,block,-20%,taylor1)"
     assert forecast.with_reuse_tag("L2C(x,block,-20%)", "cached") == "L2C(x,block,-20%)"
+
+
+def test_step_coordinate_is_fractional_between_schedule_sigmas():
+    loc = StepLocator([1.0, 0.8, 0.5, 0.2, 0.0])
+    assert [loc.locate(s).x for s in (1.0, 0.8, 0.5, 0.2)] == [0.0, 1.0, 2.0, 3.0]
+    assert loc.locate(0.9).x == pytest.approx(0.5) and loc.locate(0.6).x == pytest.approx(1 + 2 / 3)
+    assert loc.locate(0.1).x == pytest.approx(3.5)  # a 2nd-order sampler's last intermediate evaluation
+    assert StepLocator([0.0, 0.5, 1.0]).locate(0.25).x == pytest.approx(0.5)  # ascending schedules too
 
 
 def test_fixed_interval_decisions():

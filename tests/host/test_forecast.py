@@ -131,6 +131,22 @@ def test_teacache_and_l2c_forecast_together_and_cache_stats_shows_the_mode(tiny_
     assert stats.ui["dit_cache"][0]["reuse"] == s["reuse"]
 
 
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2s_ancestral"])
+def test_two_evaluation_samplers_forecast(tiny_models, sampler):
+    """Samplers that evaluate the model twice per step (the second at the next sigma, or between
+    two sigmas) forecast along the fractional step coordinate; a sigma evaluated twice replaces
+    its residual instead of dropping the older computed steps."""
+    tiny = tiny_models("flux")
+    outs, sums = {}, {}
+    for reuse in ("cached", "taylor2"):
+        m = teacache(tiny.patcher, 1000.0, reuse=reuse, compute_every=2)
+        outs[reuse] = tm.sample(tiny, steps=8, model=m, sampler=sampler)
+        sums[reuse] = summary(m)
+    assert torch.isfinite(outs["taylor2"]).all() and not torch.equal(outs["taylor2"], outs["cached"])
+    assert sums["taylor2"]["computed"] == sums["cached"]["computed"] < sums["cached"]["evaluations"]
+    assert sums["taylor2"]["reasons"].get("forecast2", 0) > 0, sums["taylor2"]["reasons"]
+
+
 def test_offload_forecast_counts_k_plus_1_residuals(tiny_models):
     tiny = tiny_models("flux")
     peaks, outs = {}, {}
