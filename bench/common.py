@@ -27,6 +27,24 @@ log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def comfyui_hosts():
+    """``tests/hosts.py`` (finds ComfyUI checkouts and makes each source tree's environment), with
+    ``DITCACHE_COMFYUI_TREES`` pointed at ``shared/comfyui`` beside this repository or a folder
+    above it when unset (a git worktree sits one level deeper than the main checkout)."""
+    import os
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    if str(repo / "tests") not in sys.path:
+        sys.path.insert(0, str(repo / "tests"))
+    import hosts
+    if "DITCACHE_COMFYUI_TREES" not in os.environ and not hosts.shared_trees():
+        for up in repo.parents:
+            if (up / "shared" / "comfyui").is_dir():
+                os.environ["DITCACHE_COMFYUI_TREES"] = str(up / "shared" / "comfyui")
+                break
+    return hosts
+
+
 def setup(threads: int = 0, level=logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if threads > 0:

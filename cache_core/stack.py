@@ -25,6 +25,7 @@ import torch
 
 from . import forecast
 from .forecast import History
+from .compile_region import outside_compile
 from .stats import RunRecorder
 from .steps import StepInfo
 from .streams import StreamStates, signature
@@ -33,6 +34,22 @@ from .teacache import Decision, TeaCacheConfig, TeaCacheState, decide, forced_re
 log = logging.getLogger(__name__)
 
 Tensors = dict  # block inputs/outputs by name, as ComfyUI's block-replace dicts hold them
+Stack = torch.Tensor | tuple  # a stack's input/output: one tensor, or a tuple of parts (batch first)
+
+
+def _parts(x: Stack) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _like(x: Stack, parts) -> Stack:
+    """``parts`` in the form of ``x``: a tensor, or a tuple of tensors."""
+    return tuple(parts) if isinstance(x, (tuple, list)) else parts[0]
+
+
+def _per_stream(x: Stack, n: int) -> list:
+    """Each part split into ``n`` batch chunks, regrouped per stream: [(part0, part1, ...), ...]."""
+    chunked = [p.chunk(n) if n > 1 else (p,) for p in _parts(x)]
+    return [tuple(c[i] for c in chunked) for i in range(n)]
 
 
 class StackHooks(Protocol):
@@ -42,13 +59,15 @@ class StackHooks(Protocol):
     def indicator(self, inputs: Tensors) -> torch.Tensor:
         """TeaCache indicator at block 0 (batch first), e.g. the first block's modulated input."""
 
-    def stack_input(self, inputs: Tensors) -> torch.Tensor:
-        """The tensor whose residual is cached, taken from block 0's inputs (batch first)."""
+    def stack_input(self, inputs: Tensors) -> "Stack":
+        """The tensor whose residual is cached, taken from block 0's inputs (batch first). A tuple
+        of tensors for stacks that carry several token streams side by side (LTX-2's video and
+        audio): one decision covers every part, and a reuse restores every part or none."""
 
-    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors, like: torch.Tensor) -> torch.Tensor:
-        """The same tensor after the last block, shaped like `like` (the stack input)."""
+    def stack_output(self, index: int, outputs: Tensors, inputs: Tensors, like: "Stack") -> "Stack":
+        """The same tensor(s) after the last block, shaped like `like` (the stack input)."""
 
-    def final_outputs(self, index: int, inputs: Tensors, final: torch.Tensor) -> Tensors:
+    def final_outputs(self, index: int, inputs: Tensors, final: "Stack") -> Tensors:
         """What the last block returns on a reuse, given the restored stack output."""
 
     def hidden_keys(self, index: int) -> Sequence[str]:
@@ -61,8 +80,8 @@ class ForwardContext:
     streams: list              # stream key per batch chunk, batch order
     started: float = 0.0
     skip: bool = False
-    final: torch.Tensor | None = None
-    stack_in: torch.Tensor | None = None
+    final: Stack | None = None
+    stack_in: Stack | None = None
     decisions: list = field(default_factory=list)  # per stream: Decision or None
     reason: str = ""
     layers_computed: int = 0
@@ -72,6 +91,9 @@ class ForwardContext:
     branch_sig: tuple = ()
     branch_block: int = -1
     forecast_order: int = 0  # order of the stack forecast used on a TeaCache reuse (0 = reuse)
+    l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
+    kind: str = ""        # "" for the sampler's ordinary pass, else the guidance pass id (stats only)
+    cached: bool = True   # False: every block runs as in the plain model, no cache is read or written
 
 
 class CacheController:
@@ -93,7 +115,7 @@ class CacheController:
                                                 self.l2c_order if l2c is not None else None)
         self.check_finite = check_finite
         self.tc_states: StreamStates[TeaCacheState] = StreamStates(TeaCacheState)
-        self._residuals: dict[Hashable, History] = {}  # stream -> block-stack residual history
+        self._residuals: dict[Hashable, tuple[History, ...]] = {}  # stream -> residual history per stack part
         self._res_sigs: dict[Hashable, tuple] = {}
         # L2C caches: (index, streams) -> (signature key, {name: residual history}, skip epoch) and
         # (index, branch, streams) -> (signature key, un-gated output history, skip epoch)
@@ -118,16 +140,19 @@ class CacheController:
         self.ctx = None
 
     def cache_bytes(self) -> int:
-        """Bytes held by every cache (k+1 tensors per cache when forecasting), wherever they live."""
-        n = sum(h.nbytes() for h in self._residuals.values())
+        """Bytes held by every cache (k+1 tensors per cache and part when forecasting), wherever they live."""
+        n = sum(h.nbytes() for hs in self._residuals.values() for h in hs)
         for _, d, _ in self._block_res.values():
             n += sum(h.nbytes() for h in d.values())
         n += sum(h.nbytes() for _, h, _ in self._branch_out.values())
         return n
 
-    def begin(self, info: StepInfo, streams: Sequence[Hashable]) -> None:
-        self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter())
-        if self.l2c is not None:
+    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True) -> None:
+        """A model forward of ``streams`` (one key per batch chunk) starts. ``kind`` labels a
+        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state."""
+        self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter(),
+                                  kind=kind, cached=cached, reason="" if cached else "uncached")
+        if self.l2c is not None and cached:
             row = self.l2c.for_step(info.step, info.n_steps)
             self.ctx.l2c_row = row
             if self._l2c_steps != info.n_steps:
@@ -153,25 +178,51 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind)
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
+        """Block ``index`` of the current forward: :meth:`enter_block`, ``run`` when it says so,
+        then :meth:`exit_block`."""
+        out = self.enter_block(index, inputs)
+        if out is not None:
+            return out
+        return self.exit_block(index, inputs, run(inputs))
+
+    @outside_compile
+    def enter_block(self, index: int, inputs: Tensors) -> Tensors | None:
+        """Before block ``index`` runs. Returns the block's outputs when it must not run (a
+        TeaCache reuse passes every block through and the last one emits stack input + cached
+        residual; an L2C reuse adds the layer's cached residual), or None: then the caller runs
+        the block and hands its outputs to :meth:`exit_block`. Never traced by ``torch.compile``
+        (see ``compile_region``), so the caller's block compute stays compiled without guards on
+        this state."""
         ctx = self.ctx
         if ctx is None:  # called outside a forward we know about: behave as the plain model
-            return run(inputs)
+            return None
+        if not ctx.cached:
+            ctx.layers_computed += 1
+            return None
         hooks = self.hooks
-        last = index == hooks.n_blocks - 1
         if index == 0:
             self._at_first_block(ctx, inputs)
         if ctx.skip:
             ctx.layers_reused += 1
-            if last:
+            if index == hooks.n_blocks - 1:
                 return hooks.final_outputs(index, inputs, ctx.final)
             return {k: inputs[k] for k in hooks.hidden_keys(index)}
-        out = self._run_block(ctx, index, inputs, run)
-        if last and self.teacache is not None and ctx.stack_in is not None:
-            self._store_residual(ctx, hooks.stack_output(index, out, inputs, ctx.stack_in))
+        return self._enter_l2c(ctx, index, inputs)
+
+    @outside_compile
+    def exit_block(self, index: int, inputs: Tensors, out: Tensors) -> Tensors:
+        """After block ``index`` ran with ``inputs`` and gave ``out``: stores what the caches
+        keep (L2C layer residuals; the TeaCache residual after the last block). Returns ``out``."""
+        ctx = self.ctx
+        if ctx is None or not ctx.cached:
+            return out
+        self._exit_l2c(ctx, index, out)
+        if index == self.hooks.n_blocks - 1 and self.teacache is not None and ctx.stack_in is not None:
+            self._store_residual(ctx, self.hooks.stack_output(index, out, inputs, ctx.stack_in))
         return out
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:
@@ -200,7 +251,7 @@ class CacheController:
             final = self._restore(ctx, streams, stack_in)
             if final is None:
                 ctx.reason = "no_cache"
-            elif self.check_finite and not forecast.all_finite([final]):
+            elif self.check_finite and not forecast.all_finite(_parts(final)):
                 # an fp16 overflow in a reused residual must never reach the output: compute instead
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
@@ -216,7 +267,8 @@ class CacheController:
             # a batched forward computes every stream when any stream needs it; all accumulators restart
             self._reset_accumulators(streams)
             ctx.reason = "batch"
-        ctx.stack_in = stack_in.clone()  # clone: downstream code (ControlNet) adds into it in place
+        # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
+        ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
 
     def _reset_accumulators(self, streams) -> None:
         for k in streams:
@@ -224,47 +276,48 @@ class CacheController:
             st.accumulated = 0.0
             st.consecutive_reuses = 0
 
-    def _restore(self, ctx: ForwardContext, streams, stack_in: torch.Tensor) -> torch.Tensor | None:
-        chunks = stack_in.chunk(len(streams)) if len(streams) > 1 else [stack_in]
-        parts = []
+    def _restore(self, ctx: ForwardContext, streams, stack_in: Stack) -> Stack | None:
+        """``stack_in`` plus each stream's residual (reused, or forecast at this step's position), or
+        None when any stream lacks one of the same shape (for every part: a stale or missing part
+        of one stream means no reuse at all)."""
+        per = _per_stream(stack_in, len(streams))
+        res = []
         x = ctx.info.x
-        for k, c in zip(streams, chunks):
-            h = self._residuals.get(k)
-            if h is None or self._res_sigs.get(k) != (tuple(c.shape), c.dtype):
+        for k, chunk in zip(streams, per):
+            hs = self._residuals.get(k)
+            if hs is None or self._res_sigs.get(k) != tuple((tuple(c.shape), c.dtype) for c in chunk):
                 return None
-            ctx.forecast_order = max(ctx.forecast_order, h.available_order)
-            parts.append(forecast.extrapolate(h, x, c.device))
-        res = torch.cat(parts) if len(parts) > 1 else parts[0]
-        return stack_in + res
+            ctx.forecast_order = max(ctx.forecast_order, min(h.available_order for h in hs))
+            res.append([forecast.extrapolate(h, x, c.device) for h, c in zip(hs, chunk)])
+        parts = _parts(stack_in)
+        out = [p + (torch.cat([r[j] for r in res]) if len(res) > 1 else res[0][j]) for j, p in enumerate(parts)]
+        return _like(stack_in, out)
 
-    def _store_residual(self, ctx: ForwardContext, stack_out: torch.Tensor) -> None:
-        res = stack_out - ctx.stack_in
-        chunks = res.chunk(len(ctx.streams)) if len(ctx.streams) > 1 else [res]
+    def _store_residual(self, ctx: ForwardContext, stack_out: Stack) -> None:
+        res = _like(stack_out, [o - i for o, i in zip(_parts(stack_out), _parts(ctx.stack_in))])
         store = "cpu" if self.teacache.cache_device == "offload" else None
-        for k, c in zip(ctx.streams, chunks):
-            self._res_sigs[k] = (tuple(c.shape), c.dtype)
-            self._residuals[k] = forecast.push(self._residuals.get(k), ctx.info.x, c, self.tc_order, store)
+        for k, chunk in zip(ctx.streams, _per_stream(res, len(ctx.streams))):
+            self._res_sigs[k] = tuple((tuple(c.shape), c.dtype) for c in chunk)
+            old = self._residuals.get(k)
+            if old is None or len(old) != len(chunk):
+                old = (None,) * len(chunk)
+            # one history per part: push() starts a new one where a part's shape or dtype changed
+            self._residuals[k] = tuple(forecast.push(h, ctx.info.x, c, self.tc_order, store)
+                                       for h, c in zip(old, chunk))
         ctx.stack_in = None
 
-    def _run_block(self, ctx: ForwardContext, index: int, inputs: Tensors, run) -> Tensors:
+    def _enter_l2c(self, ctx: ForwardContext, index: int, inputs: Tensors) -> Tensors | None:
         row = ctx.l2c_row
         if row is None:
             ctx.layers_computed += 1
-            return run(inputs)
+            return None
         plan = row[index]
         if plan.numel() > 1:  # branch-level schedule: the block's own code calls `branch()`
             ctx.branch_row = plan
             ctx.branch_sig = tuple((k, signature(inputs[k])) for k in self.hooks.hidden_keys(index)) + (
                 tuple(ctx.streams),)
             ctx.branch_block = index
-            try:
-                out = run(inputs)
-            finally:
-                ctx.branch_row = None
-            n_reused = int((~plan).sum())
-            ctx.layers_computed += 1 if n_reused < plan.numel() else 0
-            ctx.layers_reused += 1 if n_reused == plan.numel() else 0
-            return out
+            return None
         keys = self.hooks.hidden_keys(index)
         sig = tuple((k, signature(inputs[k])) for k in keys) + (tuple(ctx.streams),)
         saved = self._block_res.get((index, sig[-1]))
@@ -275,19 +328,30 @@ class CacheController:
             if self._finite(out.values()):
                 ctx.layers_reused += 1
                 return out
-        save = bool(self._l2c_reused_layers) and index in self._l2c_reused_layers
-        # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
-        # txt and single blocks), which would make out - inputs zero
-        before = {k: inputs[k].clone() for k in keys} if save else None
-        out = run(inputs)
         ctx.layers_computed += 1
-        if save:
+        if bool(self._l2c_reused_layers) and index in self._l2c_reused_layers:
+            # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
+            # txt and single blocks), which would make out - inputs zero
+            ctx.l2c_before = (index, sig, {k: inputs[k].clone() for k in keys})
+        return None
+
+    def _exit_l2c(self, ctx: ForwardContext, index: int, out: Tensors) -> None:
+        if ctx.branch_row is not None and ctx.branch_block == index:
+            plan = ctx.branch_row
+            ctx.branch_row = None
+            n_reused = int((~plan).sum())
+            ctx.layers_computed += 1 if n_reused < plan.numel() else 0
+            ctx.layers_reused += 1 if n_reused == plan.numel() else 0
+        before = ctx.l2c_before
+        if before is not None and before[0] == index:
+            ctx.l2c_before = None
+            _, sig, saved_in = before
             # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
             # cannot batch them (different caption lengths) and must not evict each other
-            old = saved[1] if saved is not None else {}
-            hist = {k: forecast.push(old.get(k), ctx.info.x, out[k] - before[k], self.l2c_order) for k in keys}
+            old = self._block_res.get((index, sig[-1]))
+            old = old[1] if old is not None and old[0] == sig else {}
+            hist = {k: forecast.push(old.get(k), ctx.info.x, out[k] - saved_in[k], self.l2c_order) for k in saved_in}
             self._block_res[(index, sig[-1])] = (sig, hist, self._epoch(ctx))
-        return out
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """For blocks with branches: the un-gated output of branch ``name`` of block ``index``, fresh

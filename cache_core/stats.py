@@ -22,6 +22,7 @@ class EvalRecord:
     layers_reused: int
     wall_s: float
     cache_bytes: int
+    kind: str = ""         # "" for the sampler's ordinary pass, else a guidance pass id ("g1", ...)
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunRecorder:
     n_steps: int = 0
     threshold: float | None = None
     reuse: str = ""  # what skipped work gets (cache_core.forecast.describe)
+    sampler: str = ""            # the sampler's name, when the caller knows it
+    noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
 
     def start(self, n_steps: int = 0) -> None:
         self.records.clear()
@@ -50,11 +53,11 @@ class RunRecorder:
 
     def add(self, step: int, sigma: float, stream: Hashable, compute: bool, reason: str,
             rel_l1: float | None, accumulated: float | None, layers_computed: int,
-            layers_reused: int, wall_s: float, cache_bytes: int) -> None:
+            layers_reused: int, wall_s: float, cache_bytes: int, kind: str = "") -> None:
         self.peak_cache_bytes = max(self.peak_cache_bytes, cache_bytes)
         self.records.append(EvalRecord(len(self.records), step, float(sigma), str(stream),
                                        "compute" if compute else "reuse", reason, rel_l1, accumulated,
-                                       layers_computed, layers_reused, wall_s, cache_bytes))
+                                       layers_computed, layers_reused, wall_s, cache_bytes, kind))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -62,25 +65,30 @@ class RunRecorder:
 
     # -- summary ---------------------------------------------------------------------------
     def summary(self) -> dict:
-        recs = self.records
+        """Counts of the sampler's ordinary passes (``evaluations``, ``computed``, ...), guidance
+        passes apart (``guidance_passes``, ``guidance_computed``); layer counts and speed-ups
+        over all block work of the run."""
+        everything = self.records
+        recs = [r for r in everything if not r.kind]
+        guidance = [r for r in everything if r.kind]
         total = len(recs)
         computed = sum(r.decision == "compute" for r in recs)
-        layers_c = sum(r.layers_computed for r in recs)
-        layers_r = sum(r.layers_reused for r in recs)
+        layers_c = sum(r.layers_computed for r in everything)
+        layers_r = sum(r.layers_reused for r in everything)
         layer_total = layers_c + layers_r
         # estimated: the share of block work done, ignoring what runs outside the blocks
         est = (layer_total / layers_c) if layers_c else (1.0 if layer_total == 0 else float("inf"))
         full = [r for r in recs if r.decision == "compute" and r.layers_reused == 0]
         measured = None
-        wall_total = sum(r.wall_s for r in recs)
+        wall_total = sum(r.wall_s for r in everything)
         if full:
             # full-compute evaluations count at their median, so a slow first (warm-up) evaluation
             # does not read as a slowdown; every other evaluation counts at its measured time
             median_full = sorted(r.wall_s for r in full)[len(full) // 2]
             full_ids = {id(r) for r in full}
-            cost = median_full * len(full) + sum(r.wall_s for r in recs if id(r) not in full_ids)
+            cost = median_full * len(full) + sum(r.wall_s for r in everything if id(r) not in full_ids)
             if cost > 0:
-                measured = median_full * total / cost
+                measured = median_full * len(everything) / cost
         reasons: dict[str, int] = {}
         for r in recs:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
@@ -100,10 +108,16 @@ class RunRecorder:
             "wall_s": (self.finished - self.started) if (self.started and self.finished) else wall_total,
             "streams": sorted({r.stream for r in recs}),
             "reasons": reasons,
+            "guidance_passes": len(guidance),
+            "guidance_computed": sum(r.decision == "compute" for r in guidance),
             "notes": list(self.notes),
         }
         if total and computed == total and layers_r == 0:
             out["notes"].append(self._why_no_reuse())
+        elif self.noisy_sampler and self.threshold:
+            out["notes"].append(f"the sampler {self.sampler} adds noise at every step, which raises the measured "
+                                "change: ancestral and SDE samplers reuse less than deterministic ones (README, "
+                                "Troubleshooting)")
         return out
 
     def _why_no_reuse(self) -> str:
@@ -112,9 +126,17 @@ class RunRecorder:
         if self.n_steps and self.n_steps <= 4:
             return (f"no reuse: only {self.n_steps} steps; first and last steps always compute, so few-step or "
                     "distilled models leave nothing to skip")
-        forced = sum(1 for r in self.records if r.reason in ("first", "last", "window", "warmup"))
-        if forced == len(self.records):
+        recs = [r for r in self.records if not r.kind]
+        forced = sum(1 for r in recs if r.reason in ("first", "last", "window", "warmup"))
+        if forced == len(recs):
             return "no reuse: every step fell on a forced step (first/last step or outside start/end percent)"
+        if self.noisy_sampler:
+            changes = sorted(r.rel_l1 for r in recs if r.rel_l1 is not None and r.reason == "threshold")
+            typical = f" (median relative change {changes[len(changes) // 2]:.3g} per evaluation)" if changes else ""
+            return (f"no reuse: the sampler {self.sampler} adds fresh noise at every step, so the model's input "
+                    f"changes a lot between evaluations{typical} and the accumulated change reached the threshold "
+                    "every time; use a deterministic sampler (euler, dpmpp_2m, heun, ...) to cache, or raise "
+                    "rel_l1_thresh")
         return ("no reuse: the accumulated change reached the threshold at every step; raise rel_l1_thresh "
                 "or calibrate coefficients for this model")
 
@@ -136,6 +158,10 @@ class RunRecorder:
             f"speed-up estimated {s['estimated_speedup']:.2f}x, measured {ms}; "
             f"peak cache {s['peak_cache_bytes'] / 2**20:.1f} MiB",
         ]
+        if s["guidance_passes"]:
+            lines.append(f"guidance passes: {s['guidance_passes']}, computed {s['guidance_computed']} "
+                         "(evaluations a guidance node adds, e.g. Skip Layer Guidance; each keeps its own "
+                         "cache, never the cond's)")
         lines += s["notes"]
         lines.append(f"{'#':>4} {'step':>4} {'sigma':>8} {'stream':>10} {'decision':>8} {'reason':>9} "
                      f"{'rel_l1':>8} {'acc':>7} {'layers':>7} {'ms':>7}")

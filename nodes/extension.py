@@ -8,11 +8,13 @@ from . import folders
 
 class DitCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        from .compare_node import CacheCompare
+        from .digits_nodes import digits_nodes
         from .l2c_node import L2CScheduleLoader
         from .learn_nodes import extra_nodes
         from .stats_node import CacheStats
         from .teacache_node import TeaCachePatch
-        return [TeaCachePatch, L2CScheduleLoader, CacheStats] + extra_nodes()
+        return [TeaCachePatch, L2CScheduleLoader, CacheStats, CacheCompare] + extra_nodes() + digits_nodes()
 
 
 async def comfy_entrypoint() -> DitCacheExtension:

@@ -12,10 +12,18 @@ _EXTS = {SCHEDULES: {".safetensors", ".pt", ".pth"}, PROFILES: {".json"}}
 MAX_FILE_BYTES = 64 * 2**20  # far above any schedule or profile; refuse larger files unread
 
 
+# the pack's own diffusion model (the Flux digits model), listed by "Load Diffusion Model" beside
+# the user's models; a search path only, never a place ComfyUI writes to (appended, not the default)
+PACK_DIFFUSION_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cache_core",
+                                     "data", "diffusion_models")
+
+
 def register() -> None:
     for name, exts in _EXTS.items():
         if name not in folder_paths.folder_names_and_paths:
             folder_paths.folder_names_and_paths[name] = ([os.path.join(folder_paths.models_dir, name)], set(exts))
+    if os.path.isdir(PACK_DIFFUSION_MODELS):
+        folder_paths.add_model_folder_path("diffusion_models", PACK_DIFFUSION_MODELS)
 
 
 def listing(kind: str) -> list[str]:

@@ -54,5 +54,6 @@ class L2CScheduleLoader(io.ComfyNode):
         reuse_order(reuse)  # a clear error before anything is loaded
         adapter = detect(model)
         sched = load_schedule_for(adapter, schedule, threshold)
-        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse)
+        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse,
+                                 node="L2C Schedule Loader")
         return io.NodeOutput(patched, sched.describe())

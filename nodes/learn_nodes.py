@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -31,6 +32,8 @@ from . import folders
 from .profiles import model_fingerprint
 from . import runtime
 from .adapters import detect
+from .adapters.base import comfyui_version
+from .other_caches import refuse_before
 
 log = logging.getLogger("dit_cache")
 
@@ -80,8 +83,8 @@ def _driven_clone(model, adapter, controller, wrapper):
     m = model.clone()
     topts = m.model_options.setdefault("transformer_options", {})
     if topts.get(runtime.KEY) is not None:
-        m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, runtime.WRAPPER_KEY)
-        m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, runtime.WRAPPER_KEY)
+        for kind in runtime.wrappers():
+            m.remove_wrappers_with_key(kind, runtime.WRAPPER_KEY)
         topts.pop(runtime.KEY, None)
     holder = _DriverHolder(adapter.hooks(), controller)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, wrapper)
@@ -238,6 +241,7 @@ class TeaCacheCalibrate(io.ComfyNode):
     def execute(cls, model, positive, negative, latent, seed, seeds, steps, sampler_name, scheduler, cfg,
                 profile_name) -> io.NodeOutput:
         adapter = detect(model)
+        refuse_before(model, "TeaCache Calibrate")
         path = folders.output_path(folders.PROFILES, profile_name.strip(), ".json")  # name checked first
         pbar = comfy.utils.ProgressBar(int(seeds) * int(steps))
         t0 = time.perf_counter()
@@ -272,7 +276,7 @@ class TeaCacheCalibrate(io.ComfyNode):
         atomic_write(path, lambda tmp: open(tmp, "w", encoding="utf-8").write(json.dumps(doc, indent=1) + "\n"))
         profile = res.profile(name, source=f"calibrated: {os.path.basename(path)}")
         tc = TeaCacheConfig(rel_l1_thresh=adapter.recommended_threshold, coefficients=profile)
-        patched, _ = runtime.patch_model(model, lambda m: adapter, teacache=tc)
+        patched, _ = runtime.patch_model(model, lambda m: adapter, teacache=tc, node="TeaCache Calibrate")
         lines = [f"TeaCache profile for {adapter.display} saved as {os.path.basename(path)} "
                  f"(models/{folders.PROFILES})",
                  f"{res.n} pairs from {int(seeds)} runs x {int(steps)} steps ({sampler_name}/{scheduler}, "
@@ -301,6 +305,37 @@ def _normal(obj):
     if isinstance(obj, tuple):
         return tuple(_normal(v) for v in obj)
     return obj
+
+
+class NoBackwardError(RuntimeError):
+    """The model runs an operation without a backward, so no schedule can be learned on it here."""
+
+
+@contextlib.contextmanager
+def _autograd_kernels(adapter):
+    """Backward through the model. From 0.29.0 ComfyUI runs RoPE and RMSNorm through comfy_kitchen
+    kernels without a backward unless ``comfy.model_management.in_training`` is set, the switch
+    ComfyUI's own training node (comfy_extras/nodes_train.py) turns on around its loop and off
+    after; older releases have neither the switch nor those kernels. A few models call such a
+    kernel whatever the switch says (0.29.0: Cosmos-Predict2): that is said plainly."""
+    mm = comfy.model_management
+    before = getattr(mm, "in_training", None)
+    if before is not None:
+        mm.in_training = True
+    try:
+        yield
+    except RuntimeError as e:
+        m = re.search(r"backward through (\S+?)(?:\.default)? but no autograd formula", str(e))
+        if m is None:
+            raise
+        raise NoBackwardError(
+            f"L2C Learn Schedule needs gradients through the model, and this ComfyUI ({comfyui_version()}) runs "
+            f"{adapter.display} through {m.group(1)}, which has no backward (ComfyUI's own training cannot "
+            "go through it either). Use TeaCache Patch for this model, or learn the schedule with another "
+            "ComfyUI release.") from e
+    finally:
+        if before is not None:
+            mm.in_training = before
 
 
 def _normalize_weights(module: torch.nn.Module) -> int:
@@ -355,38 +390,20 @@ def learn_schedule(model, adapter, positive, negative, latent, seed, steps, samp
                     ctl.end()
 
             its = int(iterations) if info.on_schedule else 0
-            out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
+            with _autograd_kernels(adapter):
+                out = ctl.evaluate(forward, info.step, key, iterations=its, loss_scale=1.0 / max(sigma, 1e-4))
         if progress is not None and info.step != state["last_step"]:
             state["last_step"] = info.step
             progress(1)
         return out
 
     m = _driven_clone(model, adapter, ctl, wrapper)
-    with frozen([m.model]), _host_training_mode():
+    with frozen([m.model]):
         _sample(m, latent, int(seed), int(steps), cfg, sampler_name, scheduler, positive, negative)
     ctl.reset()
     sched = router.to_schedule(adapter.name, float(theta),
                                source=f"L2C Learn Schedule lam={lam:g} theta={theta:g} it={iterations}")
     return sched, router
-
-
-@contextlib.contextmanager
-def _host_training_mode():
-    """ComfyUI's own switch to differentiable model code, for the router's backward pass.
-
-    Since 2026 releases, attention RoPE and other ops go through comfy-kitchen kernels that have no
-    autograd formula unless ``comfy.model_management.in_training`` is set (as ComfyUI's own
-    ``TrainLoraNode`` does in ``comfy_extras/nodes_train.py``). Older releases have no such flag
-    and are differentiable as they are. Restored when learning ends, also on errors."""
-    if not hasattr(comfy.model_management, "in_training"):
-        yield
-        return
-    before = comfy.model_management.in_training
-    comfy.model_management.in_training = True
-    try:
-        yield
-    finally:
-        comfy.model_management.in_training = before
 
 
 def schedule_heatmap(sched, router=None, title: str = "", cell: int = 18) -> torch.Tensor:
@@ -461,6 +478,7 @@ class L2CLearnSchedule(io.ComfyNode):
     def execute(cls, model, positive, negative, latent, seed, steps, sampler_name, scheduler, cfg, lam, theta,
                 iterations, schedule_name) -> io.NodeOutput:
         adapter = detect(model)
+        refuse_before(model, "L2C Learn Schedule")
         for name, v in (("lam", lam), ("theta", theta)):
             if v is None or not math.isfinite(v):
                 raise ValueError(f"{name} must be a finite number, got {v!r}")
@@ -478,7 +496,8 @@ class L2CLearnSchedule(io.ComfyNode):
             raise
         atomic_write(path, lambda tmp: sched.save(tmp))
         base = os.path.basename(path)
-        patched, _ = runtime.patch_model(model, lambda m: adapter, l2c=sched, l2c_label=base)
+        patched, _ = runtime.patch_model(model, lambda m: adapter, l2c=sched, l2c_label=base,
+                                         node="L2C Learn Schedule")
         hist = router.history
         s = sched.summary()
         lines = [f"L2C schedule for {adapter.display} saved as {base} (models/{folders.SCHEDULES})",

@@ -3,8 +3,10 @@
 Lifecycle (like ComfyUI's own EasyCache): the node stores a :class:`CacheHolder` in the cloned
 model's ``transformer_options``. The OUTER_SAMPLE wrapper starts a fresh :class:`CacheRun` for
 every sampling run and always drops it in ``finally`` (second runs, new resolutions, interrupts).
-The APPLY_MODEL wrapper tells the run which step and which cond streams each model evaluation
-belongs to; the family's block patches do the caching itself.
+The PREDICT_NOISE wrapper marks each sampler evaluation, so that the passes a guidance node adds
+inside it are told apart from the ordinary pass (``passes.py``). The APPLY_MODEL wrapper tells the
+run which step and which cond streams each model evaluation belongs to; the family's block
+patches do the caching itself.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
+from .other_caches import refuse_at_sampling, refuse_before
+from .passes import PassClassifier, describe
+from .sampler_noise import describe_sampler
 
 log = logging.getLogger("dit_cache")
 
@@ -29,16 +34,22 @@ WRAPPER_KEY = "dit_cache"
 class CacheRun:
     """State of one sampling run: the controller (per-stream caches) and its recorder."""
 
-    def __init__(self, holder: "CacheHolder", sigmas):
+    def __init__(self, holder: "CacheHolder", sigmas, latent_shape: tuple | None = None, sampler=None):
         self.holder = holder
+        self.latent_shape = latent_shape  # of the sampled latent, so Cache Compare can match its input to this run
         self.locator = StepLocator([float(s) for s in sigmas])
         teacache = holder.teacache_for(self.locator.n_steps)
         rec = RunRecorder(run_id=holder.run_id(teacache),
                           threshold=teacache.rel_l1_thresh if teacache is not None else None)
         rec.start(self.locator.n_steps)
+        if sampler is not None:
+            rec.sampler, rec.noisy_sampler = describe_sampler(sampler)
+        for n in holder.notes:
+            rec.note(n)
         self.recorder = rec
         self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
                                           l2c_reuse=holder.l2c_reuse)
+        self.passes = PassClassifier()
 
 
 class CacheHolder:
@@ -55,7 +66,9 @@ class CacheHolder:
         self.last_summary: dict | None = None
         self.last_report: str | None = None
         self.last_records: list | None = None
+        self.last_latent_shape: tuple | None = None
         self.calibrated: list = []  # (steps, profile) calibrated on this model, for coefficients=auto
+        self.notes: list[str] = []  # said in every run's stats (e.g. an earlier node's settings replaced)
         self.runs_finished = 0
         self._active: CacheRun | None = None
 
@@ -67,6 +80,12 @@ class CacheHolder:
 
     def __copy__(self):
         return self
+
+    def node_names(self) -> str:
+        """Our nodes on this model, as the user sees them in the graph."""
+        names = (["TeaCache Patch"] if self.teacache is not None else []) + (
+            ["L2C Schedule Loader"] if self.l2c is not None else [])
+        return " and ".join(names) or "the dit-cache node"
 
     def run_id(self, teacache=None) -> str:
         teacache = teacache if teacache is not None else self.teacache
@@ -96,8 +115,8 @@ class CacheHolder:
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------
-    def start_run(self, sigmas) -> CacheRun:
-        run = CacheRun(self, sigmas)
+    def start_run(self, sigmas, latent_shape: tuple | None = None, sampler=None) -> CacheRun:
+        run = CacheRun(self, sigmas, latent_shape, sampler)
         self._active = run
         return run
 
@@ -109,6 +128,7 @@ class CacheHolder:
             self.last_summary = run.recorder.summary()
             self.last_records = list(run.recorder.records)
             self.last_report = run.recorder.table()
+            self.last_latent_shape = run.latent_shape
             self.runs_finished += 1
             s = self.last_summary
             log.info("dit-cache %s: computed %d/%d evaluations, layers %d/%d, est. %.2fx",
@@ -138,9 +158,14 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     guider = executor.class_obj
     orig = guider.model_options
     holder: CacheHolder = orig["transformer_options"][KEY]
-    sigmas = args[3]
+    refuse_at_sampling(orig, holder.node_names())
+    # CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, ...)
+    noise, sampler, sigmas = args[0], args[2], args[3]
     guider.model_options = comfy.model_patcher.create_model_options_clone(orig)
-    run = holder.start_run(sigmas)
+    # ComfyUI 0.29 packs several latents (video + audio) into one tensor and passes their shapes
+    packed = kwargs.get("latent_shapes") or (args[8] if len(args) > 8 else None)
+    shape = tuple(noise.shape) if not packed or len(packed) == 1 else None
+    run = holder.start_run(sigmas, shape, sampler)
     guider.model_options["transformer_options"][RUN_KEY] = run
     ok = False
     try:
@@ -152,9 +177,25 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         guider.model_options = orig
 
 
+def predict_noise_wrapper(executor, x, timestep, model_options=None, seed=None, *args, **kwargs):
+    """Marks one sampler evaluation: inside it, each cond's first evaluation with the model's own
+    patches is the ordinary pass; anything else a guidance node adds (see ``passes.py``)."""
+    model_options = model_options if model_options is not None else {}
+    topts = model_options.get("transformer_options") or {}
+    holder: CacheHolder | None = topts.get(KEY)
+    run = holder.active_run(topts) if holder is not None else None
+    if run is None:
+        return executor(x, timestep, model_options, seed, *args, **kwargs)
+    previous = run.passes.begin_call(topts)
+    try:
+        return executor(x, timestep, model_options, seed, *args, **kwargs)
+    finally:
+        run.passes.end_call(previous)
+
+
 def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control=None,
                         transformer_options=None, **kwargs):
-    """Tells the run which step and cond streams this evaluation is, then runs the model."""
+    """Tells the run which step, cond streams and pass this evaluation is, then runs the model."""
     topts = transformer_options if transformer_options is not None else {}
     holder: CacheHolder | None = topts.get(KEY)
     run = holder.active_run(topts) if holder is not None else None
@@ -162,13 +203,33 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
-    streams = stream_keys(topts, x.shape[0])
+    key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
+    if key.guidance:
+        _note_pass(run.recorder, key)
     ctl = run.controller
-    ctl.begin(info, streams)
+    ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     finally:
         ctl.end()
+
+
+def _note_pass(recorder, key) -> None:
+    """What a guidance pass is, once per kind and run, in the stats' notes."""
+    if key.difference:
+        uncached = "" if key.cached or "#" in key.guidance else \
+            "; it replaces the first or last block, so it runs uncached"
+        recorder.note(f"guidance pass {key.guidance.split('#')[0]}: {describe(key.difference)}{uncached}")
+    if "#" in key.guidance:
+        recorder.note("guidance passes marked #n: a cond evaluated again within one sampler step with another "
+                      "input (e.g. Self-Attention Guidance, context windows); they run uncached")
+
+
+def wrappers() -> dict:
+    """The ComfyUI wrappers this pack installs (under WRAPPER_KEY), by wrapper type."""
+    w = comfy.patcher_extension.WrappersMP
+    return {w.OUTER_SAMPLE: outer_sample_wrapper, w.PREDICT_NOISE: predict_noise_wrapper,
+            w.APPLY_MODEL: apply_model_wrapper}
 
 
 def stream_keys(topts: dict, batch: int) -> list:
@@ -190,19 +251,42 @@ def stream_keys(topts: dict, batch: int) -> list:
 
 
 def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | None = None,
-                l2c_reuse: str | None = None):
+                l2c_reuse: str | None = None, node: str = "dit-cache"):
     """A clone of ``model`` with caching set up. A model already patched by this pack keeps its
-    other settings, so TeaCache Patch and L2C Schedule Loader combine in either order."""
+    other settings, so TeaCache Patch and L2C Schedule Loader combine in either order; the same
+    node twice on one chain is one cache with the later node's settings (said in the log and in
+    every run's stats). A model that ComfyUI's EasyCache/LazyCache caches is refused
+    (:class:`~.other_caches.CacheConflictError`, naming the node to remove)."""
+    refuse_before(model, node)
     existing = get_holder(model.model_options)
     if existing is not None:
         holder = existing.with_settings(teacache=teacache, l2c=l2c, l2c_label=l2c_label, l2c_reuse=l2c_reuse)
+        replaced = _replaced_settings(existing, holder, teacache, l2c)
+        if replaced:
+            log.warning("dit-cache: %s", replaced)
+            holder.notes = [n for n in existing.notes if n != replaced] + [replaced]
+        else:
+            holder.notes = list(existing.notes)
     else:
         holder = CacheHolder(adapter_factory(model), None if teacache is ... else teacache,
                              None if l2c is ... else l2c, l2c_label or "", l2c_reuse or "cached")
     m = model.clone()
     m.model_options["transformer_options"][KEY] = holder
     if existing is None:
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
-        m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model_wrapper)
+        for kind, fn in wrappers().items():
+            m.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
     holder.adapter.install(m, holder)
     return m, holder
+
+
+def _replaced_settings(old: CacheHolder, new: CacheHolder, teacache, l2c) -> str:
+    """What a second TeaCache Patch / L2C Schedule Loader on one chain replaced, or ""."""
+    if teacache is not ... and old.teacache is not None:
+        before = old.teacache.run_id() if old.teacache.enabled else "off"
+        after = new.teacache.run_id() if new.teacache is not None and new.teacache.enabled else "off"
+        return (f"TeaCache Patch is applied twice on this model; the later node's settings {after} replaced the "
+                f"earlier node's {before} (one cache; remove one node to silence this)")
+    if l2c is not ... and old.l2c is not None:
+        return (f"L2C Schedule Loader is applied twice on this model; the later schedule {new.l2c_label or 'given'} "
+                f"replaced {old.l2c_label or 'the earlier one'} (one cache; remove one node to silence this)")
+    return ""

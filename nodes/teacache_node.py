@@ -87,6 +87,6 @@ class TeaCachePatch(io.ComfyNode):
         cfg = TeaCacheConfig(rel_l1_thresh=thresh, coefficients=profile, start_percent=start_percent,
                              end_percent=end_percent, max_consecutive_skips=int(max_consecutive_skips),
                              cache_device=cache_device, reuse=reuse, compute_every=int(compute_every))
-        patched, holder = patch_model(model, lambda m: adapter, teacache=cfg)
+        patched, holder = patch_model(model, lambda m: adapter, teacache=cfg, node="TeaCache Patch")
         holder.calibrated = candidates  # a run picks the one calibrated nearest its step count
         return io.NodeOutput(patched)

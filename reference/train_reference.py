@@ -90,6 +90,23 @@ def evaluate(model: ReferenceDiT, clf: dict, per_class: int = 20, steps: int = 2
     return {"steps": steps, "per_class": per_class, "seed": seed, "results": out}
 
 
+def cosine_lr(step: int, args, t0: float) -> float:
+    """Warm-up, then cosine decay over whichever runs out first, the step count or the wall-clock
+    budget, so a run slowed down by a busy machine still ends with a decayed learning rate."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    p = max((step - args.warmup) / max(1, args.steps - args.warmup),
+            (time.perf_counter() - t0) / (args.max_minutes * 60))
+    return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+
+
 def train(args) -> tuple[ReferenceDiT, dict]:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -106,13 +123,7 @@ def train(args) -> tuple[ReferenceDiT, dict]:
     g = torch.Generator().manual_seed(args.seed)
 
     def lr_at(step):
-        # cosine decay over whichever runs out first, the step count or the wall-clock budget, so a
-        # run slowed down by a busy machine still ends with a decayed learning rate
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        p = max((step - args.warmup) / max(1, args.steps - args.warmup),
-                (time.perf_counter() - t0) / (args.max_minutes * 60))
-        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * min(1.0, p)))
+        return cosine_lr(step, args, t0)
 
     curve = []
     running = None
@@ -135,10 +146,7 @@ def train(args) -> tuple[ReferenceDiT, dict]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        ema_update(ema, model, step, args.ema)
         lv = float(loss.detach())
         running = lv if running is None else 0.98 * running + 0.02 * lv
         if step % args.log_every == 0 or step == args.steps - 1:
@@ -157,7 +165,7 @@ def train(args) -> tuple[ReferenceDiT, dict]:
     return ema, {"curve": curve, **info}
 
 
-def plot_curve(curve: list[dict], path: Path) -> None:
+def plot_curve(curve: list[dict], path: Path, title: str = "reference DiT flow-matching loss") -> None:
     try:
         from PIL import Image, ImageDraw
     except ImportError:
@@ -172,7 +180,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
     sy = lambda v: H - m - (H - 2 * m) * (v - lo) / max(1e-9, hi - lo)  # noqa: E731
     d.rectangle([m, m, W - m, H - m], outline="black")
     d.line([(sx(s), sy(v)) for s, v in zip(steps, ys)], fill=(30, 90, 200), width=2)
-    d.text((m, 10), f"reference DiT flow-matching loss (smoothed, log10), {steps[-1] + 1} steps", fill="black")
+    d.text((m, 10), f"{title} (smoothed, log10), {steps[-1] + 1} steps", fill="black")
     d.text((4, m), f"{10 ** hi:.3f}", fill="black")
     d.text((4, H - m - 10), f"{10 ** lo:.3f}", fill="black")
     d.text((W - m - 30, H - m + 5), str(steps[-1]), fill="black")

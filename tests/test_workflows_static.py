@@ -15,6 +15,10 @@ OURS = {
     "DitCache_TeaCachePatch": (["model"], 8),
     "DitCache_L2CScheduleLoader": (["model"], 3),
     "DitCache_CacheStats": (["model", "passthrough"], 0),
+    "DitCache_FluxDigitsLoader": ([], 1),
+    "DitCache_DigitConditioning": ([], 1),
+    "DitCache_DigitDecode": (["samples"], 1),
+    "DitCache_CacheCompare": (["reference", "cached", "vae", "model"], 0),
 }
 
 

@@ -7,11 +7,15 @@
 //   Loader, found by following MODEL links upstream) gets a small badge:
 //   "computed C/N · S×" (evaluations computed of total, measured speed-up), stored in
 //   node.properties.dit_cache_badge and drawn in onDrawForeground.
+// * Cache Compare: its report (PSNR, SSIM, largest difference, run id) in the same kind of text
+//   box, kept in the saved workflow the same way; ComfyUI shows its side-by-side image.
 //
 // Every hook CHAINS the existing one (onExecuted, onConfigure, onNodeCreated, onDrawForeground).
 import { app } from "../../scripts/app.js";
 
 const STATS_TYPE = "DitCache_CacheStats";
+const COMPARE_TYPE = "DitCache_CacheCompare";
+const REPORT_TYPES = new Set([STATS_TYPE, COMPARE_TYPE]);
 const PATCH_TYPES = new Set(["DitCache_TeaCachePatch", "DitCache_L2CScheduleLoader"]);
 const REPORT_PROP = "dit_cache_report";
 const BADGE_PROP = "dit_cache_badge";
@@ -108,7 +112,7 @@ export function findPatchNode(node) {
     if (!up || seen.has(up.id)) break;
     seen.add(up.id);
     firstUp = firstUp ?? up;
-    if (PATCH_TYPES.has(up.type) || (up.type?.startsWith("DitCache_") && up.type !== STATS_TYPE)) return up;
+    if (PATCH_TYPES.has(up.type) || (up.type?.startsWith("DitCache_") && !REPORT_TYPES.has(up.type))) return up;
     // keep walking through the node's MODEL (or first) input
     let next = up.inputs?.findIndex((i) => i.type === "MODEL" && i.link != null);
     if (next == null || next < 0) next = up.inputs?.findIndex((i) => i.link != null);
@@ -154,20 +158,24 @@ app.registerExtension({
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const name = nodeData?.name;
-    if (name === STATS_TYPE) {
+    if (REPORT_TYPES.has(name)) {
       chain(nodeType.prototype, "onExecuted", function (message) {
         const text = first(message?.text);
         if (typeof text === "string") showReport(this, text);
-        const summary = first(message?.dit_cache);
-        const up = findPatchNode(this);
-        if (up) setBadge(up, badgeText(summary));
       });
       chain(nodeType.prototype, "onConfigure", function () {
         const text = this.properties?.[REPORT_PROP];
         if (typeof text === "string" && text) showReport(this, text);
       });
     }
-    if (name && name.startsWith("DitCache_") && name !== STATS_TYPE) {
+    if (name === STATS_TYPE) {
+      chain(nodeType.prototype, "onExecuted", function (message) {
+        const summary = first(message?.dit_cache);
+        const up = findPatchNode(this);
+        if (up) setBadge(up, badgeText(summary));
+      });
+    }
+    if (name && name.startsWith("DitCache_") && !REPORT_TYPES.has(name)) {
       chain(nodeType.prototype, "onDrawForeground", function (ctx) {
         drawBadge(this, ctx);
       });

@@ -1,5 +1,6 @@
 """Generate the example workflows in this folder (ComfyUI UI / litegraph format, drag-and-drop
-loadable), one per model family plus an L2C one.
+loadable), one per model family plus an L2C one and a with/without-TeaCache comparison
+(``compare_graph``, reusable for any model).
 
     python workflows/make_workflows.py            # write workflows/*.json
     python workflows/make_workflows.py --check    # exit 1 if a file would change
@@ -120,19 +121,20 @@ def combo_options(typ, opts) -> list | None:
 
 
 FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".json", ".png", ".jpg", ".jpeg",
-             ".webp", ".mp4")
+             ".webp", ".mp4", ".wav", ".flac", ".mp3")
 
 
 def is_file_combo(name: str, opts: dict) -> bool:
     """A combo listing files of a models/input folder: it may name files absent here."""
-    return (name.endswith("_name") or name[:-1].endswith("_name") or name in ("schedule", "image", "video", "audio")
-            or bool(opts.get("image_upload")))
+    return (name.endswith("_name") or name[:-1].endswith("_name")
+            or name in ("schedule", "image", "video", "audio", "file", "text_encoder") or bool(opts.get("image_upload")))
 
 
 def is_widget(typ, opts) -> bool:
     if opts.get("forceInput"):
         return False
-    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES
+    # a V3 MultiType input ("FLOAT,INT") shows the widget its first type names
+    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or opts.get("widgetType") in WIDGET_TYPES
 
 
 def ordered_inputs(info: dict) -> list[str]:
@@ -311,9 +313,14 @@ VIDEO_NEG = ("static, overexposed, blurry details, subtitles, worst quality, low
              "deformed, disfigured, extra fingers, still picture, messy background")
 
 
-def teacache(g, model, title=None):
-    return g.add("DitCache_TeaCachePatch", title=title, model=model.out(0) if isinstance(model, Node) else model,
-                 rel_l1_thresh=-1.0, start_percent=0.0, end_percent=1.0, coefficients="auto",
+def output(x, slot=0):
+    """A node's output (``(node, slot)``), or ``x`` itself when it is one already."""
+    return x.out(slot) if isinstance(x, Node) else x
+
+
+def teacache(g, model, title=None, rel_l1_thresh=-1.0, coefficients="auto"):
+    return g.add("DitCache_TeaCachePatch", title=title, model=output(model),
+                 rel_l1_thresh=rel_l1_thresh, start_percent=0.0, end_percent=1.0, coefficients=coefficients,
                  cache_device="main", max_consecutive_skips=0)
 
 
@@ -329,9 +336,35 @@ def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache",
     return stats
 
 
-def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42):
-    return g.add("KSampler", model=model.out(0), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+def ksampler(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, title=None):
+    return g.add("KSampler", title=title, model=output(model), seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                  scheduler=scheduler, positive=pos, negative=neg, latent_image=latent, denoise=1.0)
+
+
+def compare_graph(g, model, pos, neg, latent, steps, cfg, sampler="euler", scheduler="simple", seed=42, vae=None,
+                  to_image=None, prefix="dit-cache/compare", rel_l1_thresh=-1.0, coefficients="auto") -> dict:
+    """The same seed sampled twice from ``model`` (a node or ``(node, slot)``), without and with
+    TeaCache Patch, then Cache Stats on the cached run and Cache Compare of the two.
+
+    How the latents become pictures: ``to_image(g, latent_output) -> image_output`` (any decoder,
+    e.g. a model's own latent-to-pixel map) makes IMAGEs that Cache Compare compares and
+    SaveImage keeps; else ``vae`` (a VAE output) goes to Cache Compare, which decodes both
+    latents, and VAEDecode + SaveImage keep the cached picture; with neither, the latents are
+    compared in latent space. Returns the nodes by role: reference, teacache, cached, stats, compare."""
+    tc = teacache(g, model, rel_l1_thresh=rel_l1_thresh, coefficients=coefficients)
+    ref = ksampler(g, model, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (no cache)")
+    cached = ksampler(g, tc, pos, neg, latent, steps, cfg, sampler, scheduler, seed, title="KSampler (TeaCache)")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=cached.out(0))
+    if to_image is not None:
+        ref_img, cached_img = to_image(g, ref.out(0)), to_image(g, stats.out(0))
+        cmp = g.add("DitCache_CacheCompare", reference=ref_img, cached=cached_img, model=tc.out(0))
+        g.add("SaveImage", images=cached_img, filename_prefix=prefix)
+    else:
+        cmp = g.add("DitCache_CacheCompare", reference=ref.out(0), cached=stats.out(0), vae=vae, model=tc.out(0))
+        if vae is not None:
+            dec = g.add("VAEDecode", samples=stats.out(0), vae=vae)
+            g.add("SaveImage", images=dec.out(0), filename_prefix=prefix)
+    return {"reference": ref, "teacache": tc, "cached": cached, "stats": stats, "compare": cmp}
 
 
 def encode(g, clip, text):
@@ -371,17 +404,23 @@ def flux_kontext(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_kontext")
 
 
-def chroma(g):
-    unet = g.add("UNETLoader", unet_name="chroma-unlocked-v37.safetensors", weight_dtype="default")
+def _chroma(g, name, unet, vae, latent, prompt, steps, scheduler="simple"):
+    """Chroma and Chroma Radiance (pixel space: the "pixel_space" VAE and its own empty latent)."""
+    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
     clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
     tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    vae = g.add("VAELoader", vae_name=vae)
     tc = teacache(g, unet)
-    pos = encode(g, tok.out(0), "a lighthouse on a cliff during a storm, dramatic clouds, oil painting")
+    pos = encode(g, tok.out(0), prompt)
     neg = encode(g, tok.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=26, cfg=4.0, scheduler="beta")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/chroma")
+    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=steps, cfg=4.0, scheduler=scheduler)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix=f"dit-cache/{name}")
+
+
+def chroma(g):
+    _chroma(g, "chroma", "chroma-unlocked-v37.safetensors", "ae.safetensors", "EmptySD3LatentImage",
+            "a lighthouse on a cliff during a storm, dramatic clouds, oil painting", 26, scheduler="beta")
 
 
 def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
@@ -536,6 +575,87 @@ def cosmos_predict2(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/cosmos_predict2")
 
 
+def _t2i(g, name, unet, clip, clip_type, vae, prompt, steps, cfg, shift=None, latent="EmptySD3LatentImage",
+         sampler="euler", neg=NEG, guidance=None):
+    """The text-to-image graph most 2026 image families share: diffusion model, one text encoder,
+    optional shift and embedded guidance, TeaCache, KSampler, Cache Stats."""
+    m = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
+    te = g.add("CLIPLoader", clip_name=clip, type=clip_type)
+    v = g.add("VAELoader", vae_name=vae)
+    if shift is not None:
+        m = g.add("ModelSamplingAuraFlow", model=m.out(0), shift=shift)
+    tc = teacache(g, m)
+    pos = encode(g, te.out(0), prompt)
+    if guidance is not None:
+        pos = g.add("FluxGuidance", conditioning=pos, guidance=guidance).out(0)
+    negative = g.add("ConditioningZeroOut", conditioning=pos).out(0) if neg is None else encode(g, te.out(0), neg)
+    lat = g.add(latent, width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos, negative, lat.out(0), steps=steps, cfg=cfg, sampler=sampler)
+    stats_then_decode(g, tc, ks.out(0), v.out(0), prefix=f"dit-cache/{name}")
+
+
+def flux2_dev(g):
+    _t2i(g, "flux2_dev", "flux2_dev_fp8mixed.safetensors", "mistral_3_small_flux2_fp8.safetensors", "flux2",
+         "flux2-vae.safetensors", "a hand-lettered bakery menu board, chalk on slate, warm morning light",
+         steps=28, cfg=1.0, latent="EmptyFlux2LatentImage", neg=None, guidance=4.0)
+
+
+def flux2_klein_edit(g):
+    """Flux.2 klein (base, with CFG): the input image as a reference latent on both conditionings."""
+    unet = g.add("UNETLoader", unet_name="flux-2-klein-base-4b.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen_3_4b.safetensors", type="flux2")
+    vae = g.add("VAELoader", vae_name="flux2-vae.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    scaled = g.add("ImageScaleToTotalPixels", image=img.out(0), upscale_method="lanczos", megapixels=1.0)
+    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
+    tc = teacache(g, unet)
+    pos = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), "turn the scene into a snowy winter evening"),
+                latent=enc.out(0))
+    neg = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), ""), latent=enc.out(0))
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=28, cfg=4.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux2_klein_edit")
+
+
+def z_image(g):
+    _t2i(g, "z_image", "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "lumina2", "ae.safetensors",
+         "a red tram crossing a rainy city street at dusk, reflections on wet cobblestones", steps=9, cfg=1.0,
+         shift=3.0, sampler="res_multistep", neg=None)
+
+
+def qwen_image_edit(g):
+    """Qwen-Image-Edit-2511 (2509 the same graph): TextEncodeQwenImageEditPlus encodes the image into
+    the prompt and attaches it as a reference latent."""
+    unet = g.add("UNETLoader", unet_name="qwen_image_edit_2511_bf16.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
+    vae = g.add("VAELoader", vae_name="qwen_image_vae.safetensors")
+    img = g.add("LoadImage", image="example.png")
+    scaled = g.add("FluxKontextImageScale", image=img.out(0))  # about 1 megapixel, as the model was trained
+    ms = g.add("ModelSamplingAuraFlow", model=unet.out(0), shift=3.1)
+    tc = teacache(g, ms)
+    pos = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="make the jacket bright yellow",
+                vae=vae.out(0), image1=scaled.out(0))
+    neg = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="", vae=vae.out(0), image1=scaled.out(0))
+    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=40, cfg=4.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/qwen_image_edit")
+
+
+def chroma_radiance(g):
+    _chroma(g, "chroma_radiance", "chroma-radiance.safetensors", "pixel_space", "EmptyChromaRadianceLatentImage",
+            "a paper boat on a puddle after rain, macro photo", 30)
+
+
+def longcat_image(g):
+    _t2i(g, "longcat_image", "longcat_image_bf16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+         "longcat_image", "ae.safetensors", 'a neon sign that reads "OPEN LATE" above a noodle bar', steps=50,
+         cfg=4.5)
+
+
+def ovis_image(g):
+    _t2i(g, "ovis_image", "ovis_image_bf16.safetensors", "ovis_2.5.safetensors", "ovis", "ae.safetensors",
+         'a minimalist concert poster with the title "NIGHT SIGNALS" in bold letters', steps=50, cfg=5.0)
+
+
 def l2c_flux(g):
     """Learning-to-Cache schedule plus TeaCache on Flux: the schedule decides which layers reuse
     on each step, TeaCache skips whole steps; Cache Stats reports both."""
@@ -553,6 +673,180 @@ def l2c_flux(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
 
 
+def flux_digits_compare(g):
+    """The pack's own Flux digits model (ComfyUI's Flux class trained on 8x8 digits; runs on a CPU,
+    nothing to download): the same seed sampled without and with TeaCache, both decoded by Digit
+    Decode, Cache Stats on the cached run and Cache Compare of the two."""
+    model = g.add("DitCache_FluxDigitsLoader", unet_name="dit_cache_flux_digits.safetensors")
+    pos = g.add("DitCache_DigitConditioning", digits="0123456789")
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=32, height=32, batch_size=10)
+    compare_graph(g, model, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0,
+                  to_image=lambda g, latent: g.add("DitCache_DigitDecode", samples=latent, scale=8).out(0),
+                  prefix="dit-cache/flux_digits")
+
+
+def flux_compare(g):
+    """Flux dev, the same seed with and without TeaCache, compared by Cache Compare."""
+    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
+    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
+                                                                     "morning light, 35mm photo"), guidance=3.5)
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    compare_graph(g, ms, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0, vae=vae.out(0),
+                  prefix="dit-cache/flux_compare")
+
+
+def hunyuan_video15(g):
+    unet = g.add("UNETLoader", unet_name="hunyuanvideo1.5_480p_t2v_fp16.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_video_15")
+    vae = g.add("VAELoader", vae_name="hunyuanvideo15_vae_fp16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)  # the shift LightX2V fitted 480p t2v at
+    tc = teacache(g, ms)
+    pos = encode(g, clip.out(0), "a paper boat drifting down a rainy street gutter, close-up, cinematic")
+    neg = encode(g, clip.out(0), "")
+    lat = g.add("EmptyHunyuanVideo15Latent", width=848, height=480, length=61, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=50, cfg=6.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/hunyuan_video15", fps=24.0)
+
+
+def hunyuan_image21(g):
+    unet = g.add("UNETLoader", unet_name="hunyuanimage2.1_bf16.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b.safetensors",
+                 clip_name2="byt5_small_glyphxl_fp16.safetensors", type="hunyuan_image")
+    vae = g.add("VAELoader", vae_name="hunyuan_image_2.1_vae_fp16.safetensors")
+    tc = teacache(g, unet)
+    pos = encode(g, clip.out(0), "a bakery window at dawn with a chalkboard that reads \"fresh bread\"")
+    neg = encode(g, clip.out(0), "")
+    lat = g.add("EmptyHunyuanImageLatent", width=2048, height=2048, batch_size=1)
+    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=20, cfg=3.5)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/hunyuan_image21")
+
+
+def ltx2_av(g):
+    """LTX-2: one sampler over the joined video + audio latent; TeaCache decides for both at once."""
+    ck = g.add("CheckpointLoaderSimple", ckpt_name="ltx-2-19b-dev.safetensors")
+    clip = g.add("LTXAVTextEncoderLoader", text_encoder="gemma_3_12B_it.safetensors",
+                 ckpt_name="ltx-2-19b-dev.safetensors")
+    avae = g.add("LTXVAudioVAELoader", ckpt_name="ltx-2-19b-dev.safetensors")
+    tc = teacache(g, ck)
+    pos = encode(g, clip.out(0), "a street musician plays a trumpet under a bridge, the sound echoes, warm evening light")
+    neg = encode(g, clip.out(0), "low quality, worst quality, distorted, muffled audio")
+    cond = g.add("LTXVConditioning", positive=pos, negative=neg, frame_rate=25.0)
+    video = g.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
+    audio = g.add("LTXVEmptyLatentAudio", frames_number=97, frame_rate=25.0, batch_size=1, audio_vae=avae.out(0))
+    av = g.add("LTXVConcatAVLatent", video_latent=video.out(0), audio_latent=audio.out(0))
+    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), av.out(0), steps=40, cfg=4.0)
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=ks.out(0))
+    sep = g.add("LTXVSeparateAVLatent", av_latent=stats.out(0))
+    frames = g.add("VAEDecode", samples=sep.out("video_latent"), vae=ck.out("VAE"))
+    sound = g.add("LTXVAudioVAEDecode", samples=sep.out("audio_latent"), audio_vae=avae.out(0))
+    vid = g.add("CreateVideo", images=frames.out(0), fps=25.0, audio=sound.out(0))
+    g.add("SaveVideo", video=vid.out(0), filename_prefix="dit-cache/ltx2")
+
+
+def kandinsky5_video(g):
+    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2v_sft_5s.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
+                 type="kandinsky5")
+    vae = g.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=10.0)
+    tc = teacache(g, ms)
+    text = "a hummingbird hovers at a red flower, slow motion, shallow depth of field"
+    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
+    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=VIDEO_NEG, qwen25_7b=VIDEO_NEG)
+    lat = g.add("EmptyHunyuanLatentVideo", width=768, height=512, length=121, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=5.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/kandinsky5_video", fps=24.0)
+
+
+def kandinsky5_image(g):
+    unet = g.add("UNETLoader", unet_name="kandinsky5lite_t2i.safetensors", weight_dtype="default")
+    clip = g.add("DualCLIPLoader", clip_name1="qwen_2.5_vl_7b_fp8_scaled.safetensors", clip_name2="clip_l.safetensors",
+                 type="kandinsky5_image")
+    vae = g.add("VAELoader", vae_name="ae.safetensors")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=3.0)
+    tc = teacache(g, ms)
+    text = "an isometric illustration of a tiny island with a lighthouse, pastel colors"
+    pos = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=text, qwen25_7b=text)
+    neg = g.add("CLIPTextEncodeKandinsky5", clip=clip.out(0), clip_l=NEG, qwen25_7b=NEG)
+    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=50, cfg=3.5)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/kandinsky5_image")
+
+
+def _wan_audio(g, encoder_file):
+    enc = g.add("AudioEncoderLoader", audio_encoder_name=encoder_file)
+    audio = g.add("LoadAudio", audio="speech.wav")
+    return g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0)).out(0)
+
+
+def wan22_s2v(g):
+    """Wan 2.2 S2V: the sound, a reference image and (optionally) a pose video steer the video."""
+    unet = g.add("UNETLoader", unet_name="wan2.2_s2v_14B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ref = g.add("LoadImage", image="example.png")
+    s2v = g.add("WanSoundImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
+                batch_size=1, audio_encoder_output=_wan_audio(g, "wav2vec2_large_english_fp16.safetensors"),
+                ref_image=ref.out(0))
+    ks = ksampler(g, tc, s2v.out("positive"), s2v.out("negative"), s2v.out("latent"), steps=20, cfg=6.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_s2v", fps=16.0)
+
+
+def wan21_humo(g):
+    """HuMo: the sound and a reference image of the subject steer the video."""
+    unet = g.add("UNETLoader", unet_name="humo_17B_fp8_e4m3fn.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=5.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ref = g.add("LoadImage", image="example.png")
+    humo = g.add("WanHuMoImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480,
+                 length=97, batch_size=1, audio_encoder_output=_wan_audio(g, "whisper_large_v3_fp16.safetensors"),
+                 ref_image=ref.out(0))
+    ks = ksampler(g, tc, humo.out("positive"), humo.out("negative"), humo.out("latent"), steps=30, cfg=5.0)
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_humo", fps=25.0)
+
+
+def wan22_animate(g):
+    """Wan 2.2 Animate: a reference character moved by a pose video and a face video."""
+    unet = g.add("UNETLoader", unet_name="wan2.2_animate_14B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
+    ref = g.add("LoadImage", image="example.png")
+    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=ref.out(0), crop="none")
+    pose = g.add("GetVideoComponents", video=g.add("LoadVideo", file="pose.mp4").out(0))
+    face = g.add("GetVideoComponents", video=g.add("LoadVideo", file="face.mp4").out(0))
+    anim = g.add("WanAnimateToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
+                 batch_size=1, clip_vision_output=cvo.out(0), reference_image=ref.out(0),
+                 pose_video=pose.out("images"), face_video=face.out("images"))
+    ks = ksampler(g, tc, anim.out("positive"), anim.out("negative"), anim.out("latent"), steps=20, cfg=1.0)
+    # the reference image is the latent's first frame: drop it before decoding
+    trim = g.add("TrimVideoLatent", title="Trim the reference frame", samples=ks.out(0), trim_amount=1)
+    stats_then_decode(g, tc, trim.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_animate", fps=16.0)
+
+
+def wan21_fun_control(g):
+    """Wan Fun-control: a control video (depth, pose, edges) in the conditioning latent."""
+    unet = g.add("UNETLoader", unet_name="wan2.1_fun_control_1.3B_bf16.safetensors", weight_dtype="default")
+    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=8.0)
+    tc = teacache(g, ms)
+    pos, neg, vae = _wan_text(g)
+    ctrl = g.add("GetVideoComponents", video=g.add("LoadVideo", file="control.mp4").out(0))
+    fun = g.add("WanFunControlToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=81,
+                batch_size=1, control_video=ctrl.out("images"))
+    ks = ksampler(g, tc, fun.out("positive"), fun.out("negative"), fun.out("latent"), steps=30, cfg=6.0,
+                  sampler="uni_pc")
+    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_fun_control", fps=16.0)
+
+
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -568,14 +862,34 @@ WORKFLOWS = {
     "hidream_teacache": hidream,
     "cosmos_predict2_teacache": cosmos_predict2,
     "flux_l2c_teacache": l2c_flux,
+    "flux_compare_teacache": flux_compare,
+    "flux_digits_teacache_compare": flux_digits_compare,
+    "hunyuan_video15_teacache": hunyuan_video15,
+    "hunyuan_image21_teacache": hunyuan_image21,
+    "ltx2_av_teacache": ltx2_av,
+    "kandinsky5_video_teacache": kandinsky5_video,
+    "kandinsky5_image_teacache": kandinsky5_image,
+    "wan22_s2v_teacache": wan22_s2v,
+    "wan21_humo_teacache": wan21_humo,
+    "wan22_animate_teacache": wan22_animate,
+    "wan21_fun_control_teacache": wan21_fun_control,
+    "flux2_dev_teacache": flux2_dev,
+    "flux2_klein_edit_teacache": flux2_klein_edit,
+    "z_image_teacache": z_image,
+    "qwen_image_edit_teacache": qwen_image_edit,
+    "chroma_radiance_teacache": chroma_radiance,
+    "longcat_image_teacache": longcat_image,
+    "ovis_image_teacache": ovis_image,
 }
-
-
 # The files are generated against the newest tested ComfyUI release (its stock node definitions:
 # widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
 # workflows for families that exist only in newer releases are listed here with that release.
 GENERATED_WITH = "0.29.0"
-NEEDS_RELEASE: dict[str, str] = {}
+NEEDS_RELEASE: dict[str, str] = {
+    name: "0.29.0" for name in (
+        "hunyuan_video15_teacache", "ltx2_av_teacache", "kandinsky5_video_teacache", "kandinsky5_image_teacache",
+        "flux2_dev_teacache", "flux2_klein_edit_teacache", "z_image_teacache", "longcat_image_teacache",
+        "ovis_image_teacache")}
 
 
 def release_tuple(version: str) -> tuple:

@@ -11,12 +11,21 @@ log = logging.getLogger("dit_cache")
 # module name -> adapter class name, in detection order (specific before general)
 _ADAPTERS = [
     ("flux", "FluxAdapter"),
+    ("flux2", "Flux2Adapter"),
+    ("flux", "LongCatImageAdapter"),
+    ("flux", "OvisImageAdapter"),
     ("chroma", "ChromaAdapter"),
+    ("chroma", "ChromaRadianceAdapter"),
     ("hunyuan_video", "HunyuanVideoAdapter"),
+    ("hunyuan_video", "HunyuanVideo15Adapter"),
+    ("hunyuan_video", "HunyuanImage21Adapter"),
     ("wan", "WanAdapter"),
     ("ltxv", "LTXVAdapter"),
+    ("ltxv", "LTXAVAdapter"),
+    ("kandinsky5", "Kandinsky5Adapter"),
     ("sd3", "SD3Adapter"),
     ("lumina2", "Lumina2Adapter"),
+    ("z_image", "ZImageAdapter"),
     ("qwen_image", "QwenImageAdapter"),
     ("hidream", "HiDreamAdapter"),
     ("cosmos", "CosmosPredict2Adapter"),
@@ -50,7 +59,18 @@ def detect(model_patcher) -> Adapter:
             ok = False
         if ok:
             return cls(model_patcher)
-    found = type(dm).__name__ if dm is not None else type(model_patcher).__name__
     raise UnsupportedModelError(
-        f"dit-cache does not support this model ({found}). Supported families: "
+        f"dit-cache does not support this model: {model_name(model_patcher)}. Supported families: "
         + "; ".join(supported_names()) + ". Connect one of those models, or remove the cache node.")
+
+
+def model_name(model_patcher) -> str:
+    """What ComfyUI loaded, in its own terms: the model config (what its detection recognised,
+    e.g. "Lens") and the network class (e.g. "comfy.ldm.lens.model.LensTransformer2DModel")."""
+    model = getattr(model_patcher, "model", None)
+    dm = getattr(model, "diffusion_model", None)
+    if dm is None:
+        return f"{type(model if model is not None else model_patcher).__name__}, which has no diffusion model"
+    net = f"{type(dm).__module__}.{type(dm).__qualname__}"
+    cfg = getattr(model, "model_config", None)
+    return f"{type(cfg).__name__} ({net})" if cfg is not None else net

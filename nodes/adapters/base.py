@@ -13,7 +13,13 @@ from typing import Callable, Sequence
 
 import torch
 
+from ...cache_core.compile_region import compile_boundary, outside_compile
+
 log = logging.getLogger("dit_cache")
+
+
+# The ComfyUI releases whose model code every family's host tests run against (tests/hosts.py)
+TESTED_RELEASES = ("0.3.64", "0.29.0")
 
 
 class UnsupportedModelError(ValueError):
@@ -24,13 +30,60 @@ class AdapterMismatchError(RuntimeError):
     """The model's internals are not what this adapter was written for (a newer ComfyUI?)."""
 
 
+def comfyui_version() -> str:
+    """The running ComfyUI's release (``comfyui_version.py`` at its root), or "unknown"."""
+    try:
+        import comfyui_version
+        return str(comfyui_version.__version__)
+    except Exception:  # not a ComfyUI process, or a checkout without the file
+        return "unknown"
+
+
+def _releases(versions) -> str:
+    v = list(versions)
+    return v[0] if len(v) == 1 else ", ".join(v[:-1]) + " and " + v[-1]
+
+
+def mismatch_message(family: str, detail: str) -> str:
+    """Why a supported family's model is not as its adapter expects, and what to do.
+
+    On a release the family was tested with, the model itself is new to dit-cache (a variant of a
+    known network class); on any other release, ComfyUI's model code is the likely change."""
+    cls = Adapter.registry.get(family)
+    display = cls.display if cls is not None else family
+    tested = cls.tested_releases if cls is not None else TESTED_RELEASES
+    running = comfyui_version()
+    if running in tested:
+        why = (f"this is a {display} variant dit-cache does not support yet (ComfyUI {running} is a release "
+               "this family was tested with). Remove the cache node for this model, and please report it")
+    else:
+        why = (f"ComfyUI {running} changed the {display} model code (dit-cache tested this family with ComfyUI "
+               f"{_releases(tested)}). Update dit-cache, or remove the cache node for this model")
+    return f"dit-cache {family} adapter: {detail}; {why}."
+
+
 def require(obj, *attrs: str, family: str) -> None:
     """Fail loudly, never silently wrong, when a block lacks what the adapter reads."""
     missing = [a for a in attrs if not hasattr(obj, a)]
     if missing:
-        raise AdapterMismatchError(
-            f"dit-cache {family} adapter: {type(obj).__name__} has no {', '.join(missing)}; this ComfyUI "
-            "version changed the model code. Update dit-cache, or remove the cache node for this model.")
+        raise AdapterMismatchError(mismatch_message(family, f"{type(obj).__name__} has no {', '.join(missing)}"))
+
+
+def generated_image_tokens(inputs: dict, img: torch.Tensor) -> int:
+    """How many leading tokens of a double-stream block's ``img`` are the image being generated.
+
+    Reference latents (Flux Kontext, Flux.2, Qwen-Image-Edit) are appended after them, their
+    counts listed in ``transformer_options["reference_image_num_tokens"]``. The count comes from
+    the positional embedding ``pe`` (text, image and reference tokens), which stays whole even
+    where a patch (ComfyUI's Flux KV cache) drops the reference tokens from ``img``. Without
+    reference latents, or in a layout other than that: every token.
+    """
+    refs = (inputs.get("transformer_options") or {}).get("reference_image_num_tokens") or ()
+    pe, txt = inputs.get("pe"), inputs.get("txt")
+    if not refs or not torch.is_tensor(pe) or not torch.is_tensor(txt) or pe.ndim < 3:
+        return img.shape[1]
+    n = pe.shape[2] - txt.shape[1] - sum(refs)
+    return n if 0 < n <= img.shape[1] else img.shape[1]
 
 
 class Adapter:
@@ -40,6 +93,12 @@ class Adapter:
     default_profile = "raw"       # TeaCache coefficients used by `auto`
     recommended_threshold = 0.2
     branches: tuple = ("block",)  # L2C granularity exposed by this family
+    tested_releases: tuple = TESTED_RELEASES  # ComfyUI releases this family's host tests run on
+    registry: dict = {}           # name -> adapter class, for messages
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Adapter.registry[cls.name] = cls
 
     def __init__(self, model_patcher):
         self.patcher = model_patcher
@@ -73,6 +132,13 @@ class Adapter:
     def install(self, model_patcher, holder) -> None:
         raise NotImplementedError
 
+    def stack_intact(self, difference: tuple) -> bool:
+        """Whether a pass whose patches differ from the ordinary pass by ``difference`` (see
+        ``nodes/passes.py``) still runs the first and the last hooked block through the cache,
+        which a cached evaluation needs (the decision is made at the first, the residual
+        restored and stored at the last)."""
+        return True
+
 
 def double_single_keys(double: Sequence[int], single: Sequence[int]) -> list[tuple[str, int]]:
     """Replace keys of the Flux-style layout: the double-stream blocks, then the single-stream ones."""
@@ -91,6 +157,18 @@ class BlockReplacePatch:
     def __deepcopy__(self, memo):  # shared by clones, like the holder it points at
         return self
 
+    @staticmethod
+    def split(d: dict) -> dict:
+        """ComfyUI's block arguments (or outputs) as the controller sees them: every hidden state
+        under its own key. Identity here; families whose blocks pass a tuple override it."""
+        return d
+
+    @staticmethod
+    def join(d: dict) -> dict:
+        """The inverse of :meth:`split`: back to what ComfyUI's block and loop expect."""
+        return d
+
+    @compile_boundary
     def __call__(self, args: dict, extra: dict):
         original = extra["original_block"]
         if self.previous is not None:
@@ -98,19 +176,46 @@ class BlockReplacePatch:
             run_fn = lambda a: prev(a, extra)  # noqa: E731
         else:
             run_fn = original
-        run = self.holder.active_run(args.get("transformer_options"))
-        if run is None:
+        controller = controller_for(self.holder, args.get("transformer_options"))
+        if controller is None:
             return run_fn(args)
-        return run.controller.block(self.index, args, run_fn)
+        split, join = self.split, self.join
+        return join(drive_block(controller, self.index, split(args), lambda a: split(run_fn(join(a)))))
+
+
+@outside_compile
+def controller_for(holder, transformer_options):
+    """The controller of the run this evaluation belongs to, or None (outside a sampling run)."""
+    run = holder.active_run(transformer_options)
+    return run.controller if run is not None else None
+
+
+@compile_boundary
+def drive_block(controller, index: int, inputs: dict, run_fn: Callable[[dict], dict]) -> dict:
+    """Runs one block through ``controller``: the decision and the cache bookkeeping outside any
+    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled."""
+    enter = getattr(controller, "enter_block", None)
+    if enter is None:  # the calibration and learning controllers: block() with their own logic
+        return outside_compile(controller.block)(index, inputs, run_fn)
+    out = enter(index, inputs)
+    if out is not None:
+        return out
+    return controller.exit_block(index, inputs, run_fn(inputs))
 
 
 class ReplaceAdapter(Adapter):
     """Families whose forward loop consults ``patches_replace["dit"]`` for every block."""
+    replace_patch = BlockReplacePatch
+
+    def stack_intact(self, difference: tuple) -> bool:
+        keys = self.block_keys()
+        ends = {("replace", "dit", keys[0]), ("replace", "dit", keys[-1])}
+        return not ends.intersection(difference)
 
     def install(self, model_patcher, holder) -> None:
         dit = model_patcher.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         for i, (kind, n) in enumerate(self.block_keys()):
-            model_patcher.set_model_patch_replace(BlockReplacePatch(i, holder, dit.get((kind, n))), "dit", kind, n)
+            model_patcher.set_model_patch_replace(self.replace_patch(i, holder, dit.get((kind, n))), "dit", kind, n)
 
 
 class ForwardIO:
@@ -141,26 +246,33 @@ class BlockForwardPatch:
     def __deepcopy__(self, memo):
         return self
 
+    @compile_boundary
     def __call__(self, *args, **kwargs):
-        run = self.holder.active_run(kwargs.get("transformer_options"))
-        if run is None:
+        controller, arguments = self._bind(args, kwargs)
+        if controller is None:
             return self.original(*args, **kwargs)
-        bound = self.signature.bind(self.module, *args, **kwargs)
-        arguments = dict(bound.arguments)
-        arguments.pop("self", None)
         io = self.io
+        original = self.original
 
         def run_fn(inputs: dict) -> dict:
-            call = {k: inputs[k] for k in arguments}
-            out = self.original(**call)
+            out = original(**{k: inputs[k] for k in arguments})
             if io.returns_tuple:
                 return dict(zip(io.hidden, out))
             return {io.hidden[0]: out}
 
-        out = run.controller.block(self.index, arguments, run_fn)
+        out = drive_block(controller, self.index, arguments, run_fn)
         if io.returns_tuple:
             return tuple(out[k] for k in io.hidden)
         return out[io.hidden[0]]
+
+    @outside_compile
+    def _bind(self, args, kwargs):
+        controller = controller_for(self.holder, kwargs.get("transformer_options"))
+        if controller is None:
+            return None, None
+        arguments = dict(self.signature.bind(self.module, *args, **kwargs).arguments)
+        arguments.pop("self", None)
+        return controller, arguments
 
 
 class ForwardPatchAdapter(Adapter):

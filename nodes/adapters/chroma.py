@@ -1,7 +1,8 @@
-"""Chroma (and Chroma Radiance, which runs Chroma's own block loop): Flux-shaped blocks, 19+38 at
-full size, but modulation comes precomputed per block from the distilled guidance approximator
-instead of each block's own `img_mod`. No TeaCache coefficients are published for Chroma; the
-Flux set is borrowed (same block design, same indicator)."""
+"""Chroma and Chroma Radiance (pixel space, which runs Chroma's own block loop between its patch
+embedding and its NeRF decoder head): Flux-shaped blocks, 19+38 at full size, but modulation comes
+precomputed per block from the distilled guidance approximator instead of each block's own
+`img_mod`. No TeaCache coefficients are published for Chroma; the Flux set is borrowed (same block
+design, same indicator). None for Chroma Radiance either, whose input is pixel patches: raw."""
 from __future__ import annotations
 
 from .base import ReplaceAdapter, require, double_single_keys
@@ -26,7 +27,7 @@ class ChromaHooks(FluxHooks):
 
 class ChromaAdapter(ReplaceAdapter):
     name = "chroma"
-    display = "Chroma (incl. Chroma Radiance)"
+    display = "Chroma"
     default_profile = "flux"       # none published for Chroma: borrowed from Flux
     recommended_threshold = 0.4    # Flux's published 1.8x setting, borrowed as well
 
@@ -37,10 +38,10 @@ class ChromaAdapter(ReplaceAdapter):
     @classmethod
     def matches(cls, model_patcher) -> bool:
         from comfy.ldm.chroma.model import Chroma
-        return isinstance(model_patcher.model.diffusion_model, Chroma)  # ChromaRadiance subclasses it
+        return type(model_patcher.model.diffusion_model) is Chroma  # ChromaRadiance subclasses it
 
     def variant(self) -> str:
-        return "radiance" if type(self.base_model.model_config).__name__ == "ChromaRadiance" else "base"
+        return "base"
 
     def _double(self):
         return [i for i in range(len(self.dm.double_blocks)) if i not in self.dm.skip_mmdit]
@@ -54,3 +55,18 @@ class ChromaAdapter(ReplaceAdapter):
 
     def hooks(self):
         return ChromaHooks(self.dm, len(self._double()), len(self._single()), self.name)
+
+
+class ChromaRadianceAdapter(ChromaAdapter):
+    name = "chroma_radiance"
+    display = "Chroma Radiance"
+    default_profile = "raw"        # none published: calibrate for better results
+    recommended_threshold = 0.15
+
+    @classmethod
+    def matches(cls, model_patcher) -> bool:
+        from comfy.ldm.chroma_radiance.model import ChromaRadiance
+        return type(model_patcher.model.diffusion_model) is ChromaRadiance
+
+    def variant(self) -> str:
+        return "x0" if hasattr(self.dm, "__x0__") else "radiance"

@@ -25,7 +25,8 @@ class Lumina2Adapter(ForwardPatchAdapter):
     @classmethod
     def matches(cls, model_patcher) -> bool:
         from comfy.ldm.lumina.model import NextDiT
-        return type(model_patcher.model.diffusion_model) is NextDiT
+        from .z_image import is_z_image
+        return type(model_patcher.model.diffusion_model) is NextDiT and not is_z_image(model_patcher)
 
     def variant(self) -> str:
         return "lumina2"

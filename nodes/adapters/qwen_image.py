@@ -1,10 +1,15 @@
-"""Qwen-Image (and Qwen-Image-Edit): 60 dual-stream blocks at full size, each carrying the image
-tokens (with any reference-latent tokens appended) and the text tokens. ComfyUI's loop offers
-``patches_replace["dit"][("double_block", i)]`` for every block with keys img/txt/vec/pe.
-TeaCache's residual covers the image (+reference) tokens."""
+"""Qwen-Image and Qwen-Image-Edit (2509, 2511): 60 dual-stream blocks at full size, each carrying
+the image tokens (with any reference-latent tokens appended) and the text tokens. ComfyUI's loop
+offers ``patches_replace["dit"][("double_block", i)]`` for every block with keys img/txt/vec/pe.
+TeaCache's residual covers the image (+reference) tokens.
+
+Edit-2511 (``reference_latents_method`` "index_timestep_zero", ComfyUI 0.29.0) modulates the
+reference tokens at timestep 0: ``vec`` then stacks the sampling-timestep embedding of each batch
+row over a timestep-0 one (2B rows for B images), and the block gets the index where the
+reference tokens start as ``timestep_zero_index``, which ComfyUI keeps out of the patch args."""
 from __future__ import annotations
 
-from .base import ReplaceAdapter, require
+from .base import ReplaceAdapter, generated_image_tokens, require
 
 FAMILY = "qwen_image"
 
@@ -16,10 +21,16 @@ class QwenImageHooks:
         require(dm.transformer_blocks[0], "img_mod", "img_norm1", "_modulate", family=FAMILY)
 
     def indicator(self, inputs):
-        # the block's img_modulated: img_norm1(img)·(1+scale)+shift from the first third of img_mod
+        # the block's img_modulated: img_norm1(img)·(1+scale)+shift from the first third of img_mod.
+        # Timestep-0 reference tokens (2511) are constant from step to step: measure the generated
+        # tokens with the sampling-timestep rows, as the block modulates them
         b = self.dm.transformer_blocks[0]
-        mod1 = b.img_mod(inputs["vec"]).chunk(2, dim=-1)[0]
-        modulated, _ = b._modulate(b.img_norm1(inputs["img"]), mod1)
+        img, vec = inputs["img"], inputs["vec"]
+        if vec.shape[0] != img.shape[0]:
+            vec = vec[:img.shape[0]]
+            img = img[:, :generated_image_tokens(inputs, img)]
+        mod1 = b.img_mod(vec).chunk(2, dim=-1)[0]
+        modulated, _ = b._modulate(b.img_norm1(img), mod1)
         return modulated
 
     def stack_input(self, inputs):
@@ -37,9 +48,10 @@ class QwenImageHooks:
 
 class QwenImageAdapter(ReplaceAdapter):
     name = FAMILY
-    display = "Qwen-Image (incl. Edit)"
-    # no published TeaCache coefficients for Qwen-Image: the unscaled relative L1 change with a
-    # cautious threshold; calibrating coefficients for your model is recommended
+    display = "Qwen-Image (incl. Edit, Edit-2509, Edit-2511)"
+    # No published fit for Qwen-Image-Edit; the Qwen-Image ones (FastDM) disagree on the indicator
+    # and come per cond/uncond branch. The unscaled relative L1 change with a cautious threshold;
+    # calibrating coefficients for your model is recommended
     default_profile = "raw"
     recommended_threshold = 0.15
 
@@ -49,7 +61,10 @@ class QwenImageAdapter(ReplaceAdapter):
         return type(model_patcher.model.diffusion_model) is QwenImageTransformer2DModel
 
     def variant(self) -> str:
-        return "qwen_image"
+        # the checkpoint's default reference method: "index" (Edit, 2509), "index_timestep_zero"
+        # (2511), "negative_index" (Layered)
+        method = getattr(self.dm, "default_ref_method", "index")
+        return {"index_timestep_zero": "edit_2511", "negative_index": "layered"}.get(method, "qwen_image")
 
     def block_keys(self):
         require(self.dm, "transformer_blocks", family=FAMILY)

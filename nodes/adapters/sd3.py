@@ -4,6 +4,7 @@ block with keys img/txt/vec. The last block's context half is ``pre_only``: it r
 (``None``), so that block carries only img. TeaCache's residual covers the image tokens."""
 from __future__ import annotations
 
+from ...cache_core.compile_region import compile_boundary
 from .base import BlockReplacePatch, ReplaceAdapter, require
 
 FAMILY = "sd3"
@@ -54,6 +55,7 @@ class _SD3BlockPatch(BlockReplacePatch):
     """ComfyUI reads ``out["txt"]`` after every joint block; an L2C reuse of the pre_only last
     block yields only img (its txt is None, there is no residual to keep), so add it back."""
 
+    @compile_boundary
     def __call__(self, args, extra):
         out = super().__call__(args, extra)
         if "txt" not in out:

@@ -1,14 +1,23 @@
-"""Wan 2.1 and Wan 2.2 (t2v, i2v, FLF/Fun, VACE, camera, TI2V 5B, and each expert of the 14B
-two-expert models, which are two separate models patched one by one). ComfyUI's WanModel,
-VaceWanModel and CameraWanModel loops offer every block to ``patches_replace["dit"]`` under
-("double_block", i) with x as "img"; one hidden state flows through, so SimpleHooks fits.
+"""Wan 2.1 and Wan 2.2 (t2v, i2v, FLF/Fun, Fun-control, VACE, camera, TI2V 5B, each expert of the
+14B two-expert models, which are two separate models patched one by one) and the Wan 2.2 variants
+with their own inputs: S2V (audio, reference image, motion frames, pose video), HuMo (audio,
+reference image) and Animate (pose video, face video, reference image). ComfyUI's loops for all of
+them offer every block to ``patches_replace["dit"]`` under ("double_block", i) with x as "img";
+one hidden state flows through, so SimpleHooks fits.
+
+The variants' extra inputs reach the model untouched, because only the blocks are hooked and
+ComfyUI's own forward still runs: reference and motion tokens are part of the stack input (their
+residual is cached with the rest); HuMo's audio enters each block through the block's own call;
+S2V's audio injector and Animate's face adapter add into x *between* blocks, inside the stack on
+computed steps (so in the cached residual) and after the last block on every step.
 
 One family id, "wan": a Wan 2.2 14B expert loads as WAN21_T2V/WAN21_I2V and cannot be told apart
 from Wan 2.1, so schedules and profiles could not be kept apart by version anyway.
 """
 from __future__ import annotations
 
-from .base import BlockReplacePatch, ReplaceAdapter, SimpleHooks, require
+from ...cache_core.compile_region import compile_boundary, outside_compile
+from .base import BlockReplacePatch, ReplaceAdapter, SimpleHooks, controller_for, require
 
 _WIDE = 4096  # 1.3B: dim 1536, TI2V 5B: 3072, 14B: 5120
 
@@ -18,6 +27,7 @@ class _VaceBlockPatch(BlockReplacePatch):
     stack input (the same tensor object, x_orig). On a reuse step block 0 passes x through
     unchanged, so hand the loop a copy: the hints must not land in x_orig."""
 
+    @compile_boundary
     def __call__(self, args, extra):
         out = super().__call__(args, extra)
         if out["img"] is args["img"]:
@@ -37,17 +47,27 @@ class _VaceHintSkip:
         prev = original if original is not None else module.forward
         self.original = prev.original if isinstance(prev, _VaceHintSkip) else prev
 
+    @compile_boundary
     def __call__(self, c, x, **kwargs):
-        run = self.holder.active_run(kwargs.get("transformer_options"))
-        ctx = run.controller.ctx if run is not None else None
-        if ctx is not None and ctx.skip:
+        if self._reusing(kwargs.get("transformer_options")):
             return 0.0, c  # forward_orig does x += c_skip * strength
         return self.original(c, x=x, **kwargs)
+
+    @outside_compile
+    def _reusing(self, transformer_options) -> bool:
+        controller = controller_for(self.holder, transformer_options)
+        ctx = getattr(controller, "ctx", None)
+        return ctx is not None and ctx.skip
+
+
+# Variants with their own network class, no published coefficients and extra inputs: model class
+# name in comfy.ldm.wan -> variant name
+_OWN_INPUTS = {"WanModel_S2V": "s2v", "HumoWanModel": "humo", "AnimateWanModel": "animate"}
 
 
 class WanAdapter(ReplaceAdapter):
     name = "wan"
-    display = "Wan 2.1 / 2.2 (t2v, i2v, VACE, camera, TI2V 5B, 14B experts)"
+    display = "Wan 2.1 / 2.2 (t2v, i2v, Fun-control, VACE, camera, TI2V 5B, 14B experts, S2V, HuMo, Animate)"
     default_profile = "wan2.1_t2v_1.3B_ret"
     recommended_threshold = 0.08
 
@@ -58,13 +78,19 @@ class WanAdapter(ReplaceAdapter):
 
     @classmethod
     def _classes(cls):
-        from comfy.ldm.wan.model import CameraWanModel, VaceWanModel, WanModel
-        return (WanModel, VaceWanModel, CameraWanModel)
+        import comfy.ldm.wan.model as wan
+        from comfy.ldm.wan.model_animate import AnimateWanModel
+        return (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel, wan.WanModel_S2V, wan.HumoWanModel,
+                AnimateWanModel)
 
     @classmethod
     def matches(cls, model_patcher) -> bool:
-        # exact classes: S2V, HuMo and Animate subclass WanModel with other loops (not verified)
+        # exact classes: other WanModel subclasses (SCAIL, WanDancer, causal AR, ...) run other
+        # loops that this adapter was not checked against
         return type(model_patcher.model.diffusion_model) in cls._classes()
+
+    def _own_inputs(self) -> str | None:
+        return _OWN_INPUTS.get(type(self.dm).__name__)
 
     def _is_vace(self) -> bool:
         return hasattr(self.dm, "vace_blocks")
@@ -77,10 +103,14 @@ class WanAdapter(ReplaceAdapter):
 
     def variant(self) -> str:
         size = "14B" if self.dm.dim >= _WIDE else "1.3B"
+        if self._own_inputs():
+            return self._own_inputs()  # the task; the checkpoint width gives the size
         if self._is_5b():
             return "ti2v_5B"
         if self._is_vace():
             return f"vace_{size}"
+        if self.dm.model_type == "i2v" and self.dm.patch_embedding.weight.shape[1] == 48:
+            return f"fun_control_{size}"  # 16 noise + 16 control video + 16 start image channels
         kind = "camera" if type(self.dm).__name__ == "CameraWanModel" else ("i2v" if self._is_i2v() else "t2v")
         return f"{kind}_{size}"
 
@@ -89,7 +119,12 @@ class WanAdapter(ReplaceAdapter):
         # i2v: 480p and 720p checkpoints share one architecture; the 480p set is the default.
         # Wan 2.2 has no published set: its 14B experts use the Wan 2.1 14B sets, and TI2V 5B
         # (dim 3072, closest dense t2v) the 1.3B set. Calibrate for better results.
-        if self._is_i2v():
+        # S2V, HuMo and Animate add audio/face paths of their own: no set fits them, raw it is.
+        # The i2v sets were fitted on 14B; a narrower i2v-type model (Fun 1.3B InP/Control) takes the
+        # 1.3B set, fitted at its width.
+        if self._own_inputs():
+            return "raw"
+        if self._is_i2v() and self.dm.dim >= _WIDE:
             return "wan2.1_i2v_480p_14B_ret"
         if self.dm.dim >= _WIDE:
             return "wan2.1_t2v_14B_ret"
@@ -97,7 +132,11 @@ class WanAdapter(ReplaceAdapter):
 
     def _threshold(self) -> float:
         # published TeaCache4Wan2.1 settings: t2v 1.3B 0.08, t2v 14B 0.2, i2v 14B 0.26 (480p)
-        if self._is_i2v():
+        if self._own_inputs():
+            # raw on e0: the 14B ret set maps e0 changes of 0.03-0.07 to about 4x that, so 0.05
+            # raw reuses about as often as 0.2 does there; calibrate for your model
+            return 0.05
+        if self._is_i2v() and self.dm.dim >= _WIDE:
             return 0.26
         return 0.2 if self.dm.dim >= _WIDE else 0.08
 

@@ -293,7 +293,7 @@ def test_offload_keeps_every_coefficient_on_cpu():
     with torch.no_grad():
         for t in (1.0, 0.8, 0.6, 0.4, 0.2):
             _one_forward(m, ctl, x, t, ["a"], loc)
-    h = ctl._residuals["a"]
+    (h,) = ctl._residuals["a"]  # one history per part of the stack
     assert h.available_order == 2 and all(c.device.type == "cpu" for c in h.coefs)
 
 
@@ -305,10 +305,10 @@ def test_nonfinite_forecast_computes_instead():
     with torch.no_grad():
         for t in (1.0, 0.8, 0.6):
             _one_forward(m, ctl, x, t, ["a"], loc)
-        h = ctl._residuals["a"]
+        (h,) = ctl._residuals["a"]  # one history per part of the stack
         assert h.available_order == 1
         # a finite latest residual with an overflowing slope: only the forecast is not finite
-        ctl._residuals["a"] = dataclasses.replace(h, coefs=(h.coefs[0], torch.full_like(h.coefs[1], float("inf"))))
+        ctl._residuals["a"] = (dataclasses.replace(h, coefs=(h.coefs[0], torch.full_like(h.coefs[1], float("inf")))),)
         out = _one_forward(m, ctl, x, 0.4, ["a"], loc)
     assert torch.isfinite(out).all()
     r = ctl.recorder.records[-1]

@@ -131,8 +131,8 @@ def test_nonfinite_residual_computes_instead():
     x = torch.randn(1, 1, 8, 8)
     with torch.no_grad():
         _one_forward(m, ctl, x, 1.0, ["a"], loc)
-        h = ctl._residuals["a"]
-        ctl._residuals["a"] = dataclasses.replace(h, coefs=(torch.full_like(h.latest, float("inf")),))
+        ctl._residuals["a"] = tuple(dataclasses.replace(h, coefs=(torch.full_like(h.latest, float("inf")),))
+                                    for h in ctl._residuals["a"])
         out = _one_forward(m, ctl, x, 0.8, ["a"], loc)
     assert torch.isfinite(out).all()
     r = ctl.recorder.records[-1]
@@ -174,3 +174,66 @@ def test_l2c_caches_are_stale_after_a_teacache_reuse(device):
             assert cur.layers_reused == 0, (prev, cur)
     assert any(p.decision == "compute" and c.decision == "compute" and c.layers_reused > 0
                for p, c in zip(recs[1:], recs[2:])), "L2C must still reuse between computed steps"
+
+
+class TwoPartHooks:
+    """Hooks of a stack carrying two token streams side by side (LTX-2's video and audio), with
+    a video-only indicator: the layout where a decision taken on video could reuse audio."""
+    n_blocks = 2
+
+    def indicator(self, inputs):
+        return inputs["v"]
+
+    def stack_input(self, inputs):
+        return inputs["v"], inputs["a"]
+
+    def stack_output(self, index, outputs, inputs, like):
+        return outputs["v"], outputs["a"]
+
+    def final_outputs(self, index, inputs, final):
+        return {"v": final[0], "a": final[1]}
+
+    def hidden_keys(self, index):
+        return ("v", "a")
+
+
+def _two_part_forward(ctl, v, a, sigma, runs):
+    def block(inputs):
+        runs.append(1)
+        # each stream reads the other, as LTX-2's audio-video cross attention does
+        return {"v": inputs["v"] * 1.1 + inputs["a"].mean(), "a": inputs["a"] * 0.9 + inputs["v"].mean()}
+    ctl.begin(StepLocator([1.0, 0.8, 0.6, 0.4, 0.0]).locate(sigma), ["cond"])
+    try:
+        out = {"v": v, "a": a}
+        for i in range(2):
+            out = ctl.block(i, out, block)
+        return out
+    finally:
+        ctl.end()
+
+
+def test_two_part_stack_reuses_every_part_together():
+    ctl = CacheController(TwoPartHooks(), TeaCacheConfig(1000.0, "raw"))
+    v, a = torch.randn(1, 6, 4), torch.randn(1, 3, 2)
+    runs = []
+    first = _two_part_forward(ctl, v, a, 1.0, runs)
+    again = _two_part_forward(ctl, v, a, 0.8, runs)
+    assert len(runs) == 2 and ctl.recorder.records[-1].decision == "reuse"
+    assert torch.allclose(again["v"], first["v"]) and torch.allclose(again["a"], first["a"])
+
+
+def test_two_part_stack_never_reuses_a_stale_part():
+    """The video part is unchanged in shape and the video indicator says reuse, but the audio
+    part changed length: ComfyUI's EasyCache applied a stale audio residual here. Nothing is
+    reused; the step computes, and every part's output is the freshly computed one."""
+    ctl = CacheController(TwoPartHooks(), TeaCacheConfig(1000.0, "raw"))
+    v = torch.randn(1, 6, 4)
+    runs = []
+    _two_part_forward(ctl, v, torch.randn(1, 3, 2), 1.0, runs)
+    a2 = torch.randn(1, 5, 2)
+    out = _two_part_forward(ctl, v, a2, 0.8, runs)
+    r = ctl.recorder.records[-1]
+    assert r.decision == "compute" and r.reason == "no_cache", r
+    assert len(runs) == 4
+    ref = _two_part_forward(CacheController(TwoPartHooks()), v, a2, 0.8, [])
+    assert torch.equal(out["v"], ref["v"]) and torch.equal(out["a"], ref["a"])

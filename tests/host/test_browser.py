@@ -6,15 +6,17 @@ a temporary ``custom_nodes``, a tiny random-weight SD3 model for ``UNETLoader`` 
 TEST-ONLY ``DitCacheTest_Conditioning`` node).  ``tests/host/browser/driver.mjs`` then:
 
 1. opens the page and waits for the frontend, our node definitions and our extension;
-2. for "TeaCache Patch", "L2C Schedule Loader" and "Cache Stats": double-clicks the empty
+2. for "TeaCache Patch", "L2C Schedule Loader", "Cache Stats" and "Cache Compare": double-clicks the empty
    canvas, types the display name in the node search box, checks the result is listed, and
    picks it (the node added must be ours);
 3. loads a workflow built like ``workflows/*.json`` (``make_workflows.Graph`` fed with this
    server's ``/object_info``): UNETLoader -> TeaCache Patch -> KSampler -> Cache Stats, with
-   the test conditioning node, through ``app.loadGraphData``;
+   the test conditioning node, plus a KSampler of the same seed on the unpatched model and
+   Cache Compare of the two, through ``app.loadGraphData``;
 4. queues it (``app.queuePrompt``), waits for ``execution_success`` on the API socket, then for
    Cache Stats' report (``node.properties.dit_cache_report``, its text box) and chart image,
-   and the badge on TeaCache Patch (``node.properties.dit_cache_badge``, drawn on the canvas);
+   and the badge on TeaCache Patch (``node.properties.dit_cache_badge``, drawn on the canvas),
+   then for Cache Compare's report (same text box and property) and side-by-side image;
 5. saves a screenshot: ``$DITCACHE_ARTIFACTS/browser.png`` or ``<tmp>/browser.png``.
 
 Skips (never installs anything) when ComfyUI, the frontend wheel, Chromium, node or
@@ -42,9 +44,10 @@ REPO = HERE.parents[1]
 DRIVER_DIR = HERE / "browser"
 DRIVER = DRIVER_DIR / "driver.mjs"
 BROWSER_TIMEOUT = float(os.environ.get("DITCACHE_BROWSER_S", "90"))
-SEARCHES = ["TeaCache Patch", "L2C Schedule Loader", "Cache Stats"]
+SEARCHES = ["TeaCache Patch", "L2C Schedule Loader", "Cache Stats", "Cache Compare"]
 SEARCH_TYPES = {"TeaCache Patch": "DitCache_TeaCachePatch", "L2C Schedule Loader": "DitCache_L2CScheduleLoader",
-                "Cache Stats": "DitCache_CacheStats"}
+                "Cache Stats": "DitCache_CacheStats", "Cache Compare": "DitCache_CacheCompare"}
+REFERENCE_TITLE = "KSampler (no cache)"
 STEPS = 8
 
 
@@ -103,15 +106,20 @@ def _workflow(server) -> dict:
     neg = g.add("DitCacheTest_Conditioning", context_dim=server["ctx"], tokens=8, pooled_dim=server["pooled"], seed=2)
     lat = g.add("EmptySD3LatentImage", width=64, height=64, batch_size=1)
     ks = mw.ksampler(g, patch, pos.out(0), neg.out(0), lat.out(0), steps=STEPS, cfg=2.0, seed=0)
-    g.add("DitCache_CacheStats", model=patch.out(0), passthrough=ks.out(0))
+    stats = g.add("DitCache_CacheStats", model=patch.out(0), passthrough=ks.out(0))
+    # Cache Compare: the same seed on the unpatched model against the TeaCache run
+    ref = mw.ksampler(g, unet, pos.out(0), neg.out(0), lat.out(0), steps=STEPS, cfg=2.0, seed=0, title=REFERENCE_TITLE)
+    g.add("DitCache_CacheCompare", reference=ref.out(0), cached=stats.out(0), model=patch.out(0))
     wf = g.to_json()
     # a compact layout that fits the screenshot: inputs on the left, Cache Stats on the right
     pos_by_type = {"UNETLoader": [20, 20], "DitCache_TeaCachePatch": [20, 200], "DitCacheTest_Conditioning": [380, 20],
-                   "EmptySD3LatentImage": [380, 420], "KSampler": [740, 20], "DitCache_CacheStats": [1100, 20]}
+                   "EmptySD3LatentImage": [380, 420], "KSampler": [740, 20], "DitCache_CacheStats": [1100, 20],
+                   REFERENCE_TITLE: [740, 560], "DitCache_CacheCompare": [1100, 690]}
     seen = {}
     for n in wf["nodes"]:
-        x, y = pos_by_type[n["type"]]
-        k = seen[n["type"]] = seen.get(n["type"], -1) + 1
+        kind = n.get("title") or n["type"]
+        x, y = pos_by_type[kind]
+        k = seen[kind] = seen.get(kind, -1) + 1
         n["pos"] = [x, y + 200 * k]
         if n["type"] == "DitCacheTest_Conditioning":
             # the frontend gives any INT input named "seed" a control_after_generate widget
@@ -119,6 +127,8 @@ def _workflow(server) -> dict:
             n["widgets_values"].append("fixed")
         if n["type"] == "DitCache_CacheStats":
             n["size"] = [560, 640]  # room for the report and the chart in the screenshot
+        if n["type"] == "DitCache_CacheCompare":
+            n["size"] = [560, 470]
     return wf
 
 
@@ -140,6 +150,7 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
 
     shot = _artifact_path(tmp_path)
     cfg = {"url": server["url"], "workflow": _workflow(server), "searches": SEARCHES, "screenshot": str(shot),
+           "report_types": ["DitCache_CacheCompare"],
            "chromium": chrome, "timeout_s": BROWSER_TIMEOUT, "user_data_dir": str(tmp_path / "chromium-profile")}
     cfg_path = tmp_path / "driver.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -166,6 +177,7 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
     # the loaded workflow becomes the prompt we meant (widget orders line up)
     prompt = res["api_prompt"]
     by_type = {v["class_type"]: v["inputs"] for v in prompt.values()}
+    prompt_types = [v["class_type"] for v in prompt.values()]
     assert by_type["UNETLoader"]["unet_name"] == MODEL_FILE
     assert by_type["KSampler"]["steps"] == STEPS
     assert by_type["DitCache_TeaCachePatch"]["coefficients"] == "auto"
@@ -196,6 +208,20 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
     assert badge and badge.startswith(f"computed {computed}/{total}"), (badge, report)
     px = ui["badge_pixels"]
     assert px.get("total") and px["green"] > px["total"] // 3, px
+
+    # Cache Compare: its report (the TeaCache run against the uncached one) in a visible text box,
+    # saved with the workflow, and its side-by-side picture
+    assert "reports_wait_error" not in res, f"{res['reports_wait_error']}\n{json.dumps(res.get('reports'))[:3000]}"
+    cmp = res["reports"]["DitCache_CacheCompare"]
+    text = cmp["report"]
+    assert text and text.startswith("Cache Compare: cached against reference, 1 latent"), text
+    assert re.search(r"PSNR\s+(\d+\.\d+ dB|inf dB \(identical\))", text) and re.search(r"SSIM\s+[-\d.]+", text), text
+    assert f"(computed {computed}/{total} evaluations" in text, (text, report)  # the run Cache Stats reports
+    assert cmp["widget_value"] == text and cmp["widget_visible"], cmp
+    assert cmp["serialized_report"] == text
+    assert cmp["image"] and cmp["image"]["width"] > cmp["image"]["height"] > 0, cmp["image"]  # three panels wide
+    assert "/view?" in cmp["image"]["src"], cmp["image"]
+    assert "DitCache_CacheCompare" in prompt_types and "dit_cache_report" not in by_type["DitCache_CacheCompare"]
 
     assert not [w for w in res["dit_cache_warnings"] if "hook failed" in w], res["dit_cache_warnings"]
     assert not [e for e in res["page_errors"] if "dit_cache" in e], res["page_errors"]

@@ -38,6 +38,7 @@ OUR_NODES = {
                                                   "reuse", "compute_every"]),
     "DitCache_L2CScheduleLoader": ("L2C Schedule Loader", ["model", "schedule", "threshold", "reuse"]),
     "DitCache_CacheStats": ("Cache Stats", ["model", "passthrough"]),
+    "DitCache_CacheCompare": ("Cache Compare", ["reference", "cached", "vae", "model"]),
 }
 MODEL_FILE = "dit_cache_tiny_sd3.safetensors"
 
@@ -196,9 +197,10 @@ def _prompt(ctx, pooled):
     }
 
 
-def test_prompt_runs_and_reports(server):
+def _run_prompt(server, prompt) -> dict:
+    """Queues ``prompt`` and returns its /history entry once it finished successfully."""
     url = server["url"]
-    status, resp = _post(url + "/prompt", {"prompt": _prompt(server["ctx"], server["pooled"]), "client_id": str(uuid.uuid4())})
+    status, resp = _post(url + "/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
     assert status == 200, f"/prompt refused the graph: {json.dumps(resp)[:3000]}"
     pid = resp["prompt_id"]
     t0 = time.time()
@@ -215,6 +217,11 @@ def test_prompt_runs_and_reports(server):
     assert entry is not None, f"prompt did not finish within {RUN_TIMEOUT:.0f}s:\n{server['log']()}"
     st = entry["status"]
     assert st["status_str"] == "success", f"{json.dumps(st['messages'])[:4000]}\n{server['log']()}"
+    return entry
+
+
+def test_prompt_runs_and_reports(server):
+    entry = _run_prompt(server, _prompt(server["ctx"], server["pooled"]))
     out = entry["outputs"]["6"]
     report = out["text"][0]
     assert isinstance(report, str) and "computed" in report, report
@@ -226,3 +233,24 @@ def test_prompt_runs_and_reports(server):
     img = out["images"][0]
     folder = server["base"] / img["type"] / img.get("subfolder", "")
     assert (folder / img["filename"]).is_file()
+
+
+def test_compare_prompt_runs_and_reports(server):
+    """The same seed sampled on the unpatched model and through TeaCache Patch; Cache Compare of
+    the two LATENTs (LATENT into its LATENT,IMAGE inputs, validated by ComfyUI's executor)."""
+    prompt = _prompt(server["ctx"], server["pooled"])
+    prompt["5"]["inputs"]["seed"] = 7  # not the other test's cached run
+    prompt["5r"] = {"class_type": "KSampler", "inputs": dict(prompt["5"]["inputs"], model=["1", 0])}
+    prompt["7"] = {"class_type": "DitCache_CacheCompare",
+                   "inputs": {"reference": ["5r", 0], "cached": ["6", 0], "model": ["2", 0]}}
+    entry = _run_prompt(server, prompt)
+    run_id = entry["outputs"]["6"]["dit_cache"][0]["run_id"]
+    out = entry["outputs"]["7"]
+    report = out["text"][0]
+    assert report.startswith("Cache Compare: cached against reference, 1 latent") and "PSNR" in report, report
+    assert f"cached run: {run_id} (computed" in report, report
+    summary = out["dit_cache_compare"][0]
+    assert summary["run_id"] == run_id and summary["space"] == "latent"
+    assert 0 < summary["ssim"] <= 1 and summary["max_abs_diff"] >= 0
+    img = out["images"][0]
+    assert (server["base"] / img["type"] / img.get("subfolder", "") / img["filename"]).is_file()

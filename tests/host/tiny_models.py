@@ -63,11 +63,33 @@ Families / variants (``FAMILIES``):
 * ``hidream``: HiDream (MoE blocks, conditioning_llama3, pooled_output)
 * ``cosmos_predict2``: CosmosT2IPredict2 (text-to-image: 1 latent frame by
   default; 5-D latent)
+* ``hunyuan_video15``: HunyuanVideo15 (3 double blocks and no single block, as
+  the real 54+0; i2v conditioning: start-image concat + SigLIP tokens)
+* ``hunyuan_image21``: HunyuanImage21 (2-D patches, 64-channel latent)
+* ``ltxav``: LTXAV, LTX-2 audio + video (latents are
+  ``NestedTensor((video, audio))``; ``sample`` returns them packed)
+* ``kandinsky5``: ``video`` (Kandinsky5, default), ``image`` (Kandinsky5Image,
+  matched on the full-size width and built tiny: see ``_Spec.match_as``)
+* ``wan21``/``wan22`` variants with their own inputs: ``wan21:fun_control``
+  (control video in the concat latent), ``wan21:humo`` (audio + reference),
+  ``wan22:s2v`` (audio, reference, motion frames, pose video),
+  ``wan22:animate`` (pose video, reference image; the face video only on
+  request, see ``wan_variant_inputs``)
+* ``qwen_image``: ``edit_2509`` (reference latents on the positive only) and, from 0.29.0,
+  ``edit_2511`` (``default_ref_method`` index_timestep_zero, reference latents on both)
+* ``chroma_radiance``: ChromaRadiance (pixel space, 3 channels, patch 2, NeRF head)
+* From 0.29.0 (``_Spec.requires``): ``flux2`` ``dev`` (default; Flux2 config, width 128 = one
+  head of 128 as detection derives it, guidance embed), ``klein`` (no guidance embed),
+  ``klein_edit`` (klein with reference latents at timestep 0 on both conds); ``z_image``
+  (ZImage; width 256, the narrowest its 256-wide timestep embedding allows) and ``z_image:pixel``
+  (ZImagePixelSpace); ``longcat_image`` (LongCatImage, 3584-wide text); ``ovis_image``
+  (FluxSchnell config, SwiGLU MLPs and text RMSNorm)
 
 How cond/uncond reach the model (ComfyUI batches them only when every cond
 can be concatenated): one batched call per step for all families except
-``flux_kontext`` (reference_latents only on the positive, as the
-ReferenceLatent node gives) and ``lumina2`` (different ``num_tokens``), where
+``flux_kontext`` and ``qwen_image:edit_2509`` (reference_latents only on the
+positive, as the ReferenceLatent node gives) and ``lumina2``/``z_image``
+(different ``num_tokens``), where
 the positive and negative run as two separate calls per step.
 
 Notes on sizes forced by detection: Wan detects ``num_heads = dim // 128`` and
@@ -77,13 +99,15 @@ detects ``attention_head_dim = inner // 32`` with the default 32 heads, so tiny
 LTXV is 32 heads of dim 2 with 4096-wide T5 captions; SD3 detects
 ``hidden = 64 * depth`` (2 blocks -> hidden 128, 2 heads).
 
-Nothing here is impossible in the v0.3.64 snapshot; no family is skipped.
+A family only newer releases have names what it needs in ``_Spec.requires`` (a
+``comfy.supported_models`` class, or "module:attr"); where the running ComfyUI lacks it the
+family is left out of ``FAMILIES``, so its tests are not collected there (never skipped).
 
 API summary: ``build(family, variant=None, dtype=torch.float32, seed=0)``,
 ``sample(tiny, steps=6, cfg=2.5, sampler="euler", scheduler="simple", seed=0,
 batch=1, h=16, w=16, frames=None, denoise=1.0, model=None, positive=None,
 negative=None, latent=None, callback=None, noise_mask=None)``,
-``block_modules(diffusion_model, family=None, variant=None)``,
+``block_modules(diffusion_model, family=None, variant=None)``, ``build_vae(latent_channels=16, seed=0)``,
 ``family_ids()``, ``FAMILIES``, ``SPECS``, ``UNAVAILABLE``,
 ``random_state_dict(...)``; ``TinyModel`` fields: family, variant, patcher,
 config_class, unet_config, loaded_via, video, latent_channels,
@@ -121,6 +145,22 @@ class _Spec:
     ctx_dim: int = 64
     ctx_tokens: int = 8
     blocks: Tuple[str, ...] = ()
+    # What the running ComfyUI must have for this model to exist there: a class of
+    # ``comfy.supported_models`` ("Flux2"), or "module:attr.path" for a feature of an older class.
+    # Specs whose requirement is missing are left out of FAMILIES (not collected, never skipped).
+    requires: Optional[str] = None
+    # unet_config keys a real checkpoint of this class is matched on, where no tiny width matches
+    # (Kandinsky5Image: model_dim 2560); the class matched from them is built with the tiny config
+    match_as: Optional[Dict[str, Any]] = None
+    # what ComfyUI's key-based detection makes of the tiny layout when it is not config_class,
+    # because detection recognises the model only at full width (Kandinsky5Image, Z-Image: dim
+    # 3840). Without ``match_as`` the builder then instantiates ``config_class`` directly.
+    detected_as: Optional[str] = None
+    # latent audio frames of audio-video models (LTX-2): latents are NestedTensor(video, audio)
+    audio_frames: int = 0
+    # submodules ComfyUI builds at a fixed full size whatever the config (HuMo's audio projection,
+    # Animate's face motion encoder): not counted against the tiny size
+    fixed_size: Tuple[str, ...] = ()
 
 
 _FLUX_BASE = dict(
@@ -153,8 +193,34 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
         mlp_ratio=4.0, num_heads=1, depth=2, depth_single_blocks=2, theta=256, qkv_bias=True,
         byt5=False, guidance_embed=True,
     ), True, video=True, default_frames=3, blocks=("double_blocks", "single_blocks")),
+    # HunyuanVideo 1.5: 54 double blocks and no single block at full size
+    ("hunyuan_video15", None): _Spec("HunyuanVideo15", dict(
+        image_model="hunyuan_video", in_channels=65, patch_size=[1, 1, 1], out_channels=32, vec_in_dim=None,
+        axes_dim=[16, 56, 56], meanflow=False, context_in_dim=64, hidden_size=128, mlp_ratio=4.0, num_heads=1,
+        depth=3, depth_single_blocks=0, theta=256, qkv_bias=True, byt5=False, guidance_embed=False,
+        use_cond_type_embedding=True, vision_in_dim=1152, meanflow_sum=True,
+    ), True, video=True, default_frames=2, blocks=("double_blocks",), requires="HunyuanVideo15"),
+    ("hunyuan_image21", None): _Spec("HunyuanImage21", dict(
+        image_model="hunyuan_video", in_channels=64, patch_size=[1, 1], out_channels=64, vec_in_dim=None,
+        axes_dim=[64, 64], meanflow=False, context_in_dim=64, hidden_size=128, mlp_ratio=4.0, num_heads=1,
+        depth=2, depth_single_blocks=2, theta=256, qkv_bias=True, byt5=False, guidance_embed=True,
+    ), True, blocks=("double_blocks", "single_blocks"), requires="HunyuanImage21"),
     ("wan21", "t2v"): _Spec("WAN21_T2V", dict(_WAN_BASE), True, video=True, default_frames=3, ctx_dim=4096,
                             blocks=("blocks",)),
+    ("wan21", "fun_control"): _Spec("WAN21_FunControl2V", dict(_WAN_BASE, in_dim=48, model_type="i2v"), True,
+                                    video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
+                                    requires="WAN21_FunControl2V"),
+    ("wan21", "humo"): _Spec("WAN21_HuMo", dict(_WAN_BASE, model_type="humo"), True, video=True, default_frames=3,
+                             ctx_dim=4096, blocks=("blocks",), requires="WAN21_HuMo", fixed_size=("audio_proj",)),
+    # S2V injects the audio after blocks 0, 4, 8, ... of 40; here after both blocks, so that one
+    # injection lands inside the block stack and one after its last block (config given whole:
+    # detection would keep the 40-block injection list)
+    ("wan22", "s2v"): _Spec("WAN22_S2V", dict(_WAN_BASE, model_type="s2v", audio_inject_layers=[0, 1]), False,
+                            video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",), requires="WAN22_S2V"),
+    # 5 blocks: Animate fuses the face motion after every 5th block, with num_layers // 5 fusers
+    ("wan22", "animate"): _Spec("WAN22_Animate", dict(_WAN_BASE, model_type="animate", in_dim=36, num_layers=5),
+                                True, video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
+                                requires="WAN22_Animate", fixed_size=("motion_encoder", "face_encoder")),
     ("wan21", "i2v"): _Spec("WAN21_I2V", dict(_WAN_BASE, in_dim=36, model_type="i2v"), True, video=True,
                             default_frames=3, ctx_dim=4096, blocks=("blocks",)),
     ("wan21", "vace"): _Spec("WAN21_Vace", dict(_WAN_BASE, model_type="vace", vace_in_dim=96, vace_layers=2),
@@ -166,6 +232,25 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ("ltxv", None): _Spec("LTXV", dict(
         image_model="ltxv", num_layers=2, attention_head_dim=2, cross_attention_dim=64,
     ), True, video=True, default_frames=2, blocks=("transformer_blocks",)),
+    # LTX-2: detection reads only the video widths (the audio ones would stay 2048-wide), so the
+    # config is given whole; 4 video and 4 audio heads of dim 16, tiny prompt connectors
+    ("ltxav", None): _Spec("LTXAV", dict(
+        image_model="ltxav", num_layers=2, attention_head_dim=16, num_attention_heads=4, cross_attention_dim=64,
+        audio_attention_head_dim=16, audio_num_attention_heads=4, audio_cross_attention_dim=64, caption_channels=32,
+        connector_attention_head_dim=4, connector_num_attention_heads=8, connector_num_layers=1,
+    ), False, video=True, default_frames=2, ctx_dim=64, blocks=("transformer_blocks",), requires="LTXAV",
+        audio_frames=6),
+    ("kandinsky5", "video"): _Spec("Kandinsky5", dict(
+        image_model="kandinsky5", model_dim=64, time_dim=32, ff_dim=128, visual_embed_dim=132, num_text_blocks=1,
+        num_visual_blocks=2,
+    ), True, video=True, default_frames=3, ctx_dim=3584, blocks=("visual_transformer_blocks",),
+        requires="Kandinsky5"),
+    ("kandinsky5", "image"): _Spec("Kandinsky5Image", dict(
+        image_model="kandinsky5", model_dim=64, time_dim=32, ff_dim=128, visual_embed_dim=64, num_text_blocks=1,
+        num_visual_blocks=2, rope_scale_factor=(1.0, 1.0, 1.0),
+    ), False, ctx_dim=3584, blocks=("visual_transformer_blocks",), requires="Kandinsky5Image",
+        match_as={"image_model": "kandinsky5", "model_dim": 2560, "visual_embed_dim": 64},
+        detected_as="Kandinsky5"),
     ("sd3", None): _Spec("SD3", dict(
         in_channels=16, patch_size=2, out_channels=16, depth=2, input_size=None, adm_in_channels=64,
         context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}},
@@ -198,17 +283,98 @@ SPECS: Dict[Tuple[str, Optional[str]], _Spec] = {
     ), False, video=True, default_frames=1, blocks=("blocks",)),
 }
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b"}
 
-# (family, variant) pairs, variant None for families without variants
-FAMILIES: List[Tuple[str, Optional[str]]] = list(SPECS.keys())
+_FLUX2_BASE = dict(  # what comfy/model_detection.py derives for a Flux.2 state dict, at width 128
+    image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=64, hidden_size=128,
+    mlp_ratio=3.0, num_heads=1, depth=2, depth_single_blocks=2, axes_dim=[32, 32, 32, 32], theta=2000,
+    patch_size=1, qkv_bias=False, guidance_embed=True, txt_ids_dims=[3], global_modulation=True,
+    mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0, yak_mlp=False,
+    txt_norm=False,
+)
+# Z-Image's t_embedder emits 256 features that its adaLN reads as min(dim, 256): dim >= 256
+_Z_IMAGE_BASE = dict(
+    image_model="lumina2", patch_size=2, in_channels=16, dim=256, cap_feat_dim=64, n_layers=2, n_refiner_layers=1,
+    n_heads=4, n_kv_heads=4, qk_norm=True, axes_dims=[16, 24, 24], axes_lens=[1536, 512, 512], rope_theta=256.0,
+    ffn_dim_multiplier=1.0, multiple_of=16, z_image_modulation=True, time_scale=1000.0, pad_tokens_multiple=32,
+)
+_QWEN_BASE = dict(
+    image_model="qwen_image", in_channels=64, out_channels=16, num_layers=2, attention_head_dim=32,
+    num_attention_heads=2, joint_attention_dim=64, axes_dims_rope=(8, 12, 12),
+)
+_DOUBLE_SINGLE = ("double_blocks", "single_blocks")
+
+SPECS.update({
+    ("flux2", "dev"): _Spec("Flux2", dict(_FLUX2_BASE), True, blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("flux2", "klein"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True, blocks=_DOUBLE_SINGLE,
+                              requires="Flux2"),
+    # reference latents whose tokens are modulated at timestep 0 (FluxKontextMultiReferenceLatentMethod)
+    ("flux2", "klein_edit"): _Spec("Flux2", dict(_FLUX2_BASE, guidance_embed=False), True,
+                                   blocks=_DOUBLE_SINGLE, requires="Flux2"),
+    ("z_image", None): _Spec("ZImage", dict(_Z_IMAGE_BASE), False, ctx_tokens=17, blocks=("layers",),
+                             requires="ZImage", detected_as="Lumina2"),
+    ("z_image", "pixel"): _Spec("ZImagePixelSpace", dict(
+        _Z_IMAGE_BASE, image_model="zimage_pixel", in_channels=3, decoder_in_channels=12, decoder_hidden_size=32,
+        decoder_num_res_blocks=1, decoder_max_freqs=4,
+    ), False, ctx_tokens=17, blocks=("layers",), requires="ZImagePixelSpace", detected_as="Lumina2"),
+    ("qwen_image", "edit_2509"): _Spec("QwenImage", dict(_QWEN_BASE), False, blocks=("transformer_blocks",)),
+    ("qwen_image", "edit_2511"): _Spec("QwenImage", dict(_QWEN_BASE, default_ref_method="index_timestep_zero"),
+                                       False, blocks=("transformer_blocks",),
+                                       requires="comfy.ldm.qwen_image.model:QwenImageTransformerBlock._apply_gate"),
+    ("chroma_radiance", None): _Spec("ChromaRadiance", dict(
+        image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=64, hidden_size=64,
+        mlp_ratio=4.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+        patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=128, n_layers=2, nerf_hidden_size=16,
+        nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
+        nerf_embedder_dtype=None,
+    ), False, blocks=_DOUBLE_SINGLE, requires="ChromaRadiance"),
+    ("longcat_image", None): _Spec("LongCatImage", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, context_in_dim=3584, txt_ids_dims=[1, 2],
+    ), False, ctx_dim=3584, blocks=_DOUBLE_SINGLE, requires="LongCatImage"),
+    # Ovis-Image: Flux blocks with SwiGLU ("yak") MLPs and an RMSNorm on the text input; no guidance
+    # embedding, so its keys match the FluxSchnell config class
+    ("ovis_image", None): _Spec("FluxSchnell", dict(
+        _FLUX_BASE, guidance_embed=False, vec_in_dim=None, yak_mlp=True, txt_norm=True, txt_ids_dims=[1, 2],
+    ), False, blocks=_DOUBLE_SINGLE, requires="comfy.ldm.flux.model:FluxParams.yak_mlp"),
+})
+
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev"}
+
+
+def _release_has(requirement: Optional[str]) -> bool:
+    """Whether the running ComfyUI has ``requirement`` (see ``_Spec.requires``); False when ComfyUI
+    cannot be imported (then every host test skips anyway, saying why)."""
+    if requirement is None:
+        return True
+    import importlib
+    try:
+        import_comfy()
+        module, _, path = requirement.rpartition(":")
+        obj = importlib.import_module(module or "comfy.supported_models")
+        for name in path.split("."):
+            obj = getattr(obj, name)
+        return True
+    except Exception:
+        return False
+
+
+# (family, variant) pairs, variant None for families without variants: the ones this ComfyUI has
+FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _release_has(spec.requires)]
 
 # Families that cannot be built in the current snapshot: (family, variant) -> reason.
 UNAVAILABLE: Dict[Tuple[str, Optional[str]], str] = {}
 
 
+# families sampled by two separately loaded expert models (KSamplerAdvanced split)
+TWO_EXPERTS = {("wan22", "t2v_14b")}
+
+
 def family_ids() -> List[str]:
     return [f if v is None else f"{f}:{v}" for f, v in FAMILIES]
+
+
+def single_model_ids() -> List[str]:
+    """``family_ids()`` without the two-expert families (for tests that need one model)."""
+    return [f if v is None else f"{f}:{v}" for f, v in FAMILIES if (f, v) not in TWO_EXPERTS]
 
 
 def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
@@ -219,6 +385,9 @@ def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
     key = (family, variant)
     if key not in SPECS:
         raise KeyError(f"unknown tiny model family/variant {family!r}/{variant!r}; known: {family_ids()}")
+    if key not in FAMILIES:
+        raise KeyError(f"tiny model {family!r}/{variant!r} needs {SPECS[key].requires}, which this ComfyUI "
+                       "does not have")
     return key
 
 
@@ -247,6 +416,8 @@ class TinyModel:
     experts: List[Any] = field(default_factory=list)
     # fraction of the steps run by the first expert (Wan 2.2 14B)
     expert_split: float = 0.5
+    # latent audio frames of audio-video models (LTX-2), 0 otherwise
+    audio_frames: int = 0
 
     @property
     def name(self) -> str:
@@ -276,6 +447,11 @@ class TinyModel:
             lat = torch.zeros([batch, self.latent_channels, f, h, w])
         else:
             lat = torch.zeros([batch, 4, h, w])  # EmptyLatentImage: 4 channels, fixed below
+        if self.audio_frames:
+            # LTXVEmptyLatentAudio (8 channels x 16 frequency bins) joined by LTXVConcatAVLatent
+            import comfy.nested_tensor
+            audio = torch.zeros([batch, 8, self.audio_frames, 16])
+            return comfy.nested_tensor.NestedTensor((lat, audio))
         return c.sample.fix_empty_latent_channels(self.patcher, lat)
 
     # ---- conditioning -----------------------------------------------------
@@ -296,7 +472,8 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
     else:
         names = ()
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
-                     ("joint_blocks",), ("transformer_blocks",), ("layers",), ("blocks",)):
+                     ("joint_blocks",), ("transformer_blocks",), ("visual_transformer_blocks",), ("layers",),
+                     ("blocks",)):
             if all(hasattr(diffusion_model, n) for n in cand):
                 names = cand
                 break
@@ -361,6 +538,12 @@ _PARAMS_CLASS = {
     "flux_kontext": ("comfy.ldm.flux.model", "FluxParams"),
     "chroma": ("comfy.ldm.chroma.model", "ChromaParams"),
     "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "hunyuan_video15": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "hunyuan_image21": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams"),
+    "flux2": ("comfy.ldm.flux.model", "FluxParams"),
+    "longcat_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "ovis_image": ("comfy.ldm.flux.model", "FluxParams"),
+    "chroma_radiance": ("comfy.ldm.chroma_radiance.model", "ChromaRadianceParams"),
 }
 # What ComfyUI's detection (``comfy/model_detection.py``) puts in a base model's unet_config for
 # fields that only newer releases have: the value that keeps the release's original behaviour.
@@ -370,6 +553,8 @@ _BASE_MODEL_FIELD_VALUES = {
     "vision_in_dim": None,
     "meanflow_sum": False,
     "vec_in_dim": None,
+    "use_x0": False,
+    "use_sequential_txt_ids": False,
 }
 
 
@@ -397,11 +582,11 @@ def release_unet_config(family: str, unet_config: Dict[str, Any]) -> Dict[str, A
     return out
 
 
-def _match_config(c, unet_config, expected: str, state_dict=None):
-    mc = c.comfy_model_detection.model_config_from_unet_config(unet_config, state_dict)
+def _match_config(c, unet_config, expected: str, state_dict=None, match_as=None):
+    mc = c.comfy_model_detection.model_config_from_unet_config(match_as or unet_config, state_dict)
     if mc is None or type(mc).__name__ != expected:
         raise RuntimeError(f"ComfyUI matched {type(mc).__name__ if mc else None} for tiny config, expected {expected}")
-    return mc
+    return type(mc)(unet_config) if match_as else mc
 
 
 def _load_one(c, spec: _Spec, family, variant, dtype, seed):
@@ -409,7 +594,11 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
 
-    model_config = _match_config(c, release_unet_config(family, spec.unet_config), spec.config_class)
+    unet_config = release_unet_config(family, spec.unet_config)
+    if spec.detected_as is not None and spec.match_as is None:
+        model_config = getattr(c.comfy_supported_models, spec.config_class)(unet_config)
+    else:
+        model_config = _match_config(c, unet_config, spec.config_class, match_as=spec.match_as)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
@@ -445,10 +634,12 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
     if (family, variant) in UNAVAILABLE:
         raise RuntimeError(UNAVAILABLE[(family, variant)])
     spec = SPECS[(family, variant)]
+    if not _release_has(spec.requires):
+        raise RuntimeError(f"this ComfyUI ({c.version}) has no comfy.supported_models.{spec.requires}")
     with torch.random.fork_rng(devices=[]):
         patcher, sd, loaded_via = _load_one(c, spec, family, variant, dtype, seed)
         experts = []
-        if (family, variant) == ("wan22", "t2v_14b"):
+        if (family, variant) in TWO_EXPERTS:
             low, _, _ = _load_one(c, spec, family, variant + "_low_noise", dtype, seed)
             experts = [patcher, low]
     lf = patcher.get_model_object("latent_format")
@@ -457,7 +648,27 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
         unet_config=dict(patcher.model.model_config.unet_config), loaded_via=loaded_via, video=spec.video,
         latent_channels=lf.latent_channels, default_frames=spec.default_frames, dtype=dtype, seed=seed,
         ctx_dim=spec.ctx_dim, ctx_tokens=spec.ctx_tokens, state_dict=sd, experts=experts,
+        audio_frames=spec.audio_frames,
     )
+
+
+def build_vae(latent_channels: int = 16, seed: int = 0):
+    """A tiny random-weight VAE through ComfyUI's VAE loader path (``comfy.sd.VAE(sd=...)``, what
+    ``VAELoader`` calls): the real TAESD architecture (``comfy.taesd.taesd.TAESD``, detected from
+    its ``taesd_decoder.*`` keys), 8x upscaling, ``latent_channels`` channels (16: Flux, SD3)."""
+    c = import_comfy()
+    import comfy.taesd.taesd as taesd
+
+    with torch.random.fork_rng(devices=[]):
+        template = taesd.TAESD(latent_channels=latent_channels)
+        params = {k for k, _ in template.named_parameters()} - {"vae_scale", "vae_shift"}
+        sd = random_state_dict(template.state_dict(), params, _seed_for("taesd", latent_channels, seed))
+    sd["vae_scale"], sd["vae_shift"] = torch.tensor(1.0), torch.tensor(0.0)  # TAESD's own defaults
+    vae = c.sd.VAE(sd=sd)
+    if type(vae.first_stage_model).__name__ != "TAESD" or vae.latent_channels != latent_channels:
+        raise RuntimeError(f"comfy.sd.VAE loaded {type(vae.first_stage_model).__name__} with "
+                           f"{vae.latent_channels} channels for a tiny TAESD of {latent_channels}")
+    return vae
 
 
 # --------------------------------------------------------------------------
@@ -496,6 +707,31 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     elif fam == "hunyuan_video":
         extra["pooled_output"] = rn(batch, 768)
         extra["guidance"] = 6.0
+    elif fam == "hunyuan_video15":
+        # HunyuanVideo15ImageToVideo: start-image latent + mask and the SigLIP image tokens (which
+        # the model puts in front of the text tokens), on both conds
+        extra["pooled_output"] = None
+        g2 = torch.Generator().manual_seed(_seed_for(fam, tiny.seed, "i2v"))
+        img = torch.zeros([batch, 32, frames, h, w])
+        img[:, :, :1] = torch.randn([batch, 32, 1, h, w], generator=g2)
+        mask = torch.ones([1, 1, frames, h, w])
+        mask[:, :, :1] = 0.0
+        extra["concat_latent_image"] = img
+        extra["concat_mask"] = mask
+        cvo = import_comfy().comfy_clip_vision.Output()
+        cvo.last_hidden_state = torch.randn([batch, 5, 1152], generator=g2)
+        extra["clip_vision_output"] = cvo
+    elif fam == "hunyuan_image21":
+        extra["guidance"] = 3.5
+    elif fam == "kandinsky5":
+        extra["pooled_output"] = rn(batch, 768)  # CLIP-L pooled, the model's in_text_dim2
+    elif fam == "ltxav":
+        # Gemma prompt embeddings as LTX-2's connectors output them: video and audio halves
+        ctx = rn(batch, L, 2 * tiny.unet_config["caption_channels"])
+        m = torch.zeros([batch, L], dtype=torch.long)
+        m[:, : (7 if positive else 4)] = 1
+        extra["attention_mask"] = m
+        extra["frame_rate"] = 25.0
     elif fam in ("wan21", "wan22"):
         if var == "i2v":
             # WanImageToVideo: concat latent (VAE-encoded start image + zeros), 4-channel mask, clip vision
@@ -510,6 +746,8 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
             cvo = import_comfy().comfy_clip_vision.Output()
             cvo.penultimate_hidden_states = torch.randn([batch, 257, 1280], generator=g2)
             extra["clip_vision_output"] = cvo
+        if var in ("fun_control", "s2v", "humo", "animate"):
+            extra.update(wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
         if var == "vace":
             # WanVaceToVideo: control video latent (inactive+reactive, 32 ch) and 64-ch mask
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "vace"))
@@ -532,7 +770,26 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         m[:, : (17 if positive else 9)] = 1
         extra["attention_mask"] = m
     elif fam == "qwen_image":
-        pass
+        if var in ("edit_2509", "edit_2511"):
+            # TextEncodeQwenImageEditPlus with a VAE: reference latents of the input image(s); 2509
+            # gets them on the positive only (cond and uncond then run as separate calls), 2511 on
+            # both, as its template encodes the negative with the image too (one batched call)
+            if positive or var == "edit_2511":
+                extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+    elif fam == "flux2":
+        if tiny.unet_config.get("guidance_embed", False):
+            extra["guidance"] = 4.0  # FluxGuidance in the Flux.2 dev template
+        if var == "klein_edit":
+            # ReferenceLatent on both, then FluxKontextMultiReferenceLatentMethod(index_timestep_zero)
+            extra["reference_latents"] = [_ref_latent(tiny, 1, h, w)]
+            extra["reference_latents_method"] = "index_timestep_zero"
+    elif fam == "z_image":
+        # Qwen3-4B hidden states, unpadded: cond and uncond differ in length (never batched)
+        L = 17 if positive else 9
+        ctx = rn(batch, L, D)
+        extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)
+    elif fam == "chroma_radiance":
+        extra["pooled_output"] = None
     elif fam == "hidream":
         uc = tiny.unet_config
         extra["pooled_output"] = rn(batch, uc["text_emb_dim"])
@@ -544,23 +801,88 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
     return [[ctx, extra]]
 
 
+def wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h: int, w: int, frames: int,
+                        face: bool = False, salt: str = "inputs") -> Dict[str, Any]:
+    """The extra inputs the Wan 2.2 variants' conditioning nodes set (comfy_extras/nodes_wan.py),
+    random where they carry an encoded image, video or sound (``salt`` draws another set). ``face``:
+    Animate's face video (512x512 frames through a full-size motion encoder: seconds per evaluation
+    on a CPU)."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, var, tiny.seed, salt))
+    rn = lambda *shape: torch.randn(shape, generator=g)  # noqa: E731
+    if var == "fun_control":
+        # WanFunControlToVideo: control video latent in the first 16 channels, start image after
+        return {"concat_latent_image": rn(batch, 32, frames, h, w)}
+    if var == "s2v":
+        # WanSoundImageToVideo: wav2vec layers per video frame (negative: silence), reference image,
+        # 19 motion frames, pose video
+        audio = rn(batch, 25, 1024, 4 * frames)
+        return {"audio_embed": audio if positive else audio * 0.0, "reference_latents": [rn(1, 16, 1, h, w)],
+                "reference_motion": rn(batch, 16, 19, h, w), "control_video": rn(batch, 16, frames, h, w)}
+    if var == "humo":
+        # WanHuMoImageToVideo: whisper features (8 windows x 5 blocks x 1280) per latent frame
+        # (negative: silence), reference image (negative: zeros)
+        audio, ref = rn(batch, frames, 8, 5, 1280), rn(1, 16, 1, h, w)
+        return {"audio_embed": audio if positive else audio * 0.0,
+                "reference_latents": [ref if positive else ref * 0.0]}
+    if var == "animate":
+        # WanAnimateToVideo: reference image latent + mask, pose video, CLIP vision of the reference
+        img = torch.zeros([batch, 16, frames, h, w])
+        img[:, :, :1] = rn(batch, 16, 1, h, w)
+        cvo = import_comfy().comfy_clip_vision.Output()
+        cvo.penultimate_hidden_states = rn(batch, 257, 1280)
+        out = {"concat_latent_image": img, "concat_mask": torch.zeros([1, 4, frames, h, w]),
+               "clip_vision_output": cvo, "pose_video_latent": rn(batch, 16, frames - 1, h, w)}
+        if face:
+            fv = torch.rand([batch, 3, 1, 512, 512], generator=g) * 2 - 1
+            out["face_video_pixels"] = fv if positive else fv * 0.0 - 1.0
+        return out
+    raise KeyError(var)
+
+
+def _ref_latent(tiny: TinyModel, batch: int, h: int, w: int) -> torch.Tensor:
+    """A VAE-encoded reference image (what ReferenceLatent / TextEncodeQwenImageEditPlus attach),
+    the same for positive and negative."""
+    g = torch.Generator().manual_seed(_seed_for(tiny.family, tiny.variant, tiny.seed, "ref"))
+    shape = [batch, tiny.latent_channels, 1, h, w] if tiny.family == "qwen_image" else [batch, tiny.latent_channels, h, w]
+    return torch.randn(shape, generator=g)
+
+
 # --------------------------------------------------------------------------
 # sampling
 # --------------------------------------------------------------------------
 
 
+def packed(x):
+    """A latent as one tensor: audio-video latents (``NestedTensor``) packed the way ComfyUI's
+    sampler packs them (``comfy.utils.pack_latents``: each part flattened, joined on the last dim)."""
+    if getattr(x, "is_nested", False):
+        return import_comfy().comfy_utils.pack_latents(x.unbind())[0]
+    return x
+
+
+def unpacked(tiny: TinyModel, x: torch.Tensor, batch: int = 1, h: int = 16, w: int = 16,
+             frames: Optional[int] = None) -> List[torch.Tensor]:
+    """The inverse of :func:`packed` for this model's latent of that size."""
+    lat = tiny.latent(batch, h, w, frames)
+    shapes = [t.shape for t in lat.unbind()] if getattr(lat, "is_nested", False) else [lat.shape]
+    return import_comfy().comfy_utils.unpack_latents(x, shapes)
+
+
 def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "euler", scheduler: str = "simple",
            seed: int = 0, batch: int = 1, h: int = 16, w: int = 16, frames: Optional[int] = None,
            denoise: float = 1.0, model=None, positive=None, negative=None, latent: Optional[torch.Tensor] = None,
-           callback: Optional[Callable] = None, noise_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+           callback: Optional[Callable] = None, noise_mask: Optional[torch.Tensor] = None,
+           sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Sample with ComfyUI's real path (what ``nodes.common_ksampler`` does) and
-    return the output latent.
+    return the output latent (audio-video latents as one tensor, see :func:`packed`).
 
     ``model``: a patched clone to use instead of ``tiny.patcher``; for
     two-expert models (Wan 2.2 14B) a ``(high_noise, low_noise)`` pair (a
     single patcher replaces only the high-noise expert).
     ``latent``/``noise_mask``: like a LATENT dict's ``samples``/``noise_mask``
     (e.g. Wan22ImageToVideoLatent: start-image latent in frame 0, mask 0 there).
+    ``sigmas``: a custom schedule (as SamplerCustom takes) instead of ``steps``/``scheduler``;
+    single models only.
     """
     c = import_comfy()
     if frames is None:
@@ -585,9 +907,11 @@ def sample(tiny: TinyModel, steps: int = 6, cfg: float = 2.5, sampler: str = "eu
     lat = c.sample.fix_empty_latent_channels(models[0], latent)
     noise = c.sample.prepare_noise(lat, seed)
     if len(models) == 1:
-        return c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
-                               denoise=denoise, noise_mask=noise_mask, callback=callback, disable_pbar=True,
-                               seed=seed)
+        return packed(c.sample.sample(models[0], noise, steps, cfg, sampler, scheduler, positive, negative, lat,
+                                      denoise=denoise, noise_mask=noise_mask, callback=callback, disable_pbar=True,
+                                      seed=seed, sigmas=sigmas))
+    if sigmas is not None:
+        raise ValueError("custom sigmas are for single models; two-expert models split one schedule")
 
     # Two KSamplerAdvanced nodes, as in the Wan 2.2 14B template workflows:
     # high-noise expert: add_noise, steps [0, split), return_with_leftover_noise

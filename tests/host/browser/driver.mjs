@@ -171,6 +171,30 @@ try {
       };
     });
   }
+  // ---- other nodes with a dit-cache report (cfg.report_types, e.g. Cache Compare): the report
+  // in properties and its text box, and the image ComfyUI shows from the node's UI message
+  if (out.final_event?.type === "execution_success" && cfg.report_types?.length) {
+    step("wait for other reports");
+    const reportOf = (types) => Object.fromEntries(types.map((t) => {
+      const n = window.__ditApp.graph._nodes.find((x) => x.type === t);
+      const w = n?.widgets?.find((x) => x.name === "dit_cache_report");
+      const el = w?.inputEl ?? w?.element;
+      const rect = el?.getBoundingClientRect?.();
+      const img = n?.imgs?.[0];
+      return [t, {
+        report: n?.properties?.dit_cache_report ?? null, widget_value: w?.value ?? null,
+        widget_visible: !!(rect && rect.width > 0 && rect.height > 0 && el.isConnected),
+        image: img && img.complete && img.naturalWidth > 0 ? { src: img.src, width: img.naturalWidth, height: img.naturalHeight } : null,
+        serialized_report: n?.serialize?.().properties?.dit_cache_report ?? null,
+      }];
+    }));
+    await page.waitForFunction((types) => types.every((t) => {
+      const n = window.__ditApp.graph._nodes.find((x) => x.type === t);
+      const img = n?.imgs?.[0];
+      return n?.properties?.dit_cache_report && img && img.complete && img.naturalWidth > 0;
+    }), cfg.report_types, { timeout: 20000, polling: 200 }).catch((e) => { out.reports_wait_error = String(e.message ?? e); });
+    out.reports = await page.evaluate(reportOf, cfg.report_types);
+  }
   step("screenshot");
   await page.screenshot({ path: cfg.screenshot });
   out.screenshot = cfg.screenshot;
