@@ -1,4 +1,5 @@
-"""Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together.
+"""Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together,
+and TeaCache and L2C forecasting the skipped work (``reuse="taylor1"``, cache_core.forecast).
 
     python -m cache_core.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
 
@@ -117,7 +118,7 @@ def teacache_pattern(model: ReferenceDiT, labels: torch.Tensor, steps: int, cfg:
 def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, lam: float = 3e-3,
                        iterations: int = 240, per_class: int = 2, seed: int = 10_000, lr: float = 0.15,
                        threshold: float = 0.5, cache_steps: Sequence[int] | None = None,
-                       teacache: TeaCacheConfig | None = None,
+                       teacache: TeaCacheConfig | None = None, alternate: bool = False,
                        progress: Callable[[int, int], None] | None = None):
     """Learns an L2C schedule for the reference model (router trained on its own full-compute
     trajectories, on seeds other than the evaluation seeds). Returns (schedule, info).
@@ -126,7 +127,9 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     With ``teacache``: a schedule *for running under that TeaCache setting*. The cache steps are the
     steps TeaCache computes (found by one TeaCache run on the training seeds), and each reuses from
     the previous TeaCache-computed step, which is where the controller's branch cache comes from
-    when TeaCache skipped the steps in between."""
+    when TeaCache skipped the steps in between. ``alternate``: only every other TeaCache-computed
+    step is a cache step (the paper's alternation, over the computed steps), so every layer
+    computes at least every other computed step and its forecast history stays fresh."""
     from .l2c import RouterBatch, RouterTrainer
     labels = torch.arange(model.cfg.classes).repeat_interleave(per_class)
     xs = trajectory(model, labels, steps, cfg, seed)
@@ -134,7 +137,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     prev = {s: s - 1 for s in range(1, steps)}
     if teacache is not None:
         computed = teacache_pattern(model, labels, steps, cfg, seed, teacache)
-        cache_steps = [s for s in computed[1:] if s < steps - 1]
+        cache_steps = [s for s in computed[1::2 if alternate else 1] if s < steps - 1]
         prev = {b: a for a, b in zip(computed, computed[1:])}
         if not cache_steps:
             raise ValueError(f"TeaCache {teacache.run_id()} computes no middle step to learn a schedule for")
@@ -162,6 +165,7 @@ class Method:
     teacache: TeaCacheConfig | None = None
     l2c: object | None = None
     note: str = ""
+    l2c_reuse: str = "cached"
 
 
 @dataclass
@@ -226,7 +230,7 @@ def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps:
     summary: dict = {}
     for _ in range(max(1, repeats)):
         if method.teacache is not None or method.l2c is not None:
-            ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c)
+            ctl = make_controller(model, teacache=method.teacache, l2c=method.l2c, l2c_reuse=method.l2c_reuse)
             if method.l2c is not None:
                 track_branches(ctl)
         else:
@@ -314,7 +318,8 @@ def save_grids(results: list[MethodResult], labels: torch.Tensor, path: Path, pe
 
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (255, 215, 0)]
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 0), (255, 215, 0),
+           (0, 90, 50), (170, 0, 90), (90, 60, 0), (0, 60, 140)]
 
 
 def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
@@ -368,7 +373,11 @@ def build_methods(model: ReferenceDiT, args, schedule) -> list[Method]:
     for t in args.thresholds:
         methods.append(Method(f"TeaCache {args.coefficients} {t:g}",
                               TeaCacheConfig(rel_l1_thresh=t, coefficients=args.coefficients)))
+    t = max(args.thresholds)
+    methods.append(Method(f"TeaCache {args.coefficients} {t:g} taylor1",
+                          TeaCacheConfig(rel_l1_thresh=t, coefficients=args.coefficients, reuse="taylor1")))
     methods.append(Method(f"L2C lam={args.lam:g}", l2c=schedule))
+    methods.append(Method(f"L2C lam={args.lam:g} taylor1", l2c=schedule, l2c_reuse="taylor1"))
     methods.append(Method(f"TeaCache {args.coefficients} {args.combo_threshold:g} + L2C",
                           TeaCacheConfig(rel_l1_thresh=args.combo_threshold, coefficients=args.coefficients),
                           l2c=schedule))

@@ -62,9 +62,11 @@ def sample(model: ReferenceDiT, labels: torch.Tensor, steps: int = 20, cfg: floa
     return x
 
 
-def make_controller(model: ReferenceDiT, teacache=None, l2c=None, run_id: str = "") -> CacheController:
+def make_controller(model: ReferenceDiT, teacache=None, l2c=None, run_id: str = "",
+                    l2c_reuse: str = "cached") -> CacheController:
+    from .forecast import with_reuse_tag
     from .stats import RunRecorder, make_run_id
     rid = run_id or make_run_id(teacache.run_id() if teacache is not None and teacache.enabled else "",
-                                getattr(l2c, "run_id", lambda: "")() if l2c is not None else "")
+                                with_reuse_tag(l2c.run_id(), l2c_reuse) if l2c is not None else "")
     rec = RunRecorder(run_id=rid, threshold=teacache.rel_l1_thresh if teacache is not None else None)
-    return CacheController(ReferenceHooks(model), teacache=teacache, l2c=l2c, recorder=rec)
+    return CacheController(ReferenceHooks(model), teacache=teacache, l2c=l2c, recorder=rec, l2c_reuse=l2c_reuse)

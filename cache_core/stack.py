@@ -9,6 +9,10 @@ knowledge (which tensor is the indicator, what the stack's input and output are)
 TeaCache decides at block 0. On a reuse, every block passes its inputs through unchanged and the
 last block emits ``stack input + cached residual``; on a compute, blocks run (with L2C's per-layer
 reuse when a schedule is set) and the last block stores the new residual.
+
+Reuse may forecast instead (``reuse`` taylor1/taylor2, :mod:`cache_core.forecast`): every cache
+keeps the Newton coefficients of its last k+1 computed residuals and a reuse takes their
+extrapolation to the current step coordinate. Order 0 is today's reuse, bit for bit.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from typing import Callable, Hashable, Protocol, Sequence
 
 import torch
 
+from . import forecast
+from .forecast import History
 from .compile_region import outside_compile
 from .stats import RunRecorder
 from .steps import StepInfo
@@ -84,6 +90,7 @@ class ForwardContext:
     branch_row: torch.Tensor | None = None  # row of the block being run (branch-level schedules)
     branch_sig: tuple = ()
     branch_block: int = -1
+    forecast_order: int = 0  # order of the stack forecast used on a TeaCache reuse (0 = reuse)
     l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
     kind: str = ""        # "" for the sampler's ordinary pass, else the guidance pass id (stats only)
     cached: bool = True   # False: every block runs as in the plain model, no cache is read or written
@@ -94,20 +101,24 @@ class CacheController:
     L2C block residuals and the run's statistics. Cheap to create; `reset()` drops every tensor."""
 
     def __init__(self, hooks: StackHooks, teacache: TeaCacheConfig | None = None, l2c=None,
-                 recorder: RunRecorder | None = None, check_finite: bool = True):
+                 recorder: RunRecorder | None = None, check_finite: bool = True, l2c_reuse: str = "cached"):
         self.hooks = hooks
         self.teacache = teacache if (teacache is not None and teacache.enabled) else None
         self.l2c = l2c
+        self.tc_order = self.teacache.order if self.teacache is not None else 0
+        self.l2c_order = forecast.reuse_order(l2c_reuse)
         if l2c is not None and getattr(l2c, "layers", hooks.n_blocks) != hooks.n_blocks:
             raise ValueError(f"the L2C schedule has {l2c.layers} layers but this model has {hooks.n_blocks} "
                              "blocks; use a schedule made for this model")
         self.recorder = recorder if recorder is not None else RunRecorder()
+        self.recorder.reuse = forecast.describe(self.tc_order if self.teacache is not None else None,
+                                                self.l2c_order if l2c is not None else None)
         self.check_finite = check_finite
         self.tc_states: StreamStates[TeaCacheState] = StreamStates(TeaCacheState)
-        self._residuals: dict[Hashable, torch.Tensor] = {}
+        self._residuals: dict[Hashable, tuple[History, ...]] = {}  # stream -> residual history per stack part
         self._res_sigs: dict[Hashable, tuple] = {}
-        # L2C caches: (index, streams) -> (signature key, {name: residual}, skip epoch) and
-        # (index, branch, streams) -> (signature key, un-gated output, skip epoch)
+        # L2C caches: (index, streams) -> (signature key, {name: residual history}, skip epoch) and
+        # (index, branch, streams) -> (signature key, un-gated output history, skip epoch)
         self._block_res: dict[tuple, tuple] = {}
         self._branch_out: dict[tuple, tuple] = {}
         self._skip_epoch: dict[tuple, int] = {}  # streams -> TeaCache reuses so far
@@ -129,10 +140,11 @@ class CacheController:
         self.ctx = None
 
     def cache_bytes(self) -> int:
-        n = sum(t.numel() * t.element_size() for r in self._residuals.values() for t in r)
+        """Bytes held by every cache (k+1 tensors per cache and part when forecasting), wherever they live."""
+        n = sum(h.nbytes() for hs in self._residuals.values() for h in hs)
         for _, d, _ in self._block_res.values():
-            n += sum(t.numel() * t.element_size() for t in d.values())
-        n += sum(t.numel() * t.element_size() for _, t, _ in self._branch_out.values())
+            n += sum(h.nbytes() for h in d.values())
+        n += sum(h.nbytes() for _, h, _ in self._branch_out.values())
         return n
 
     def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True) -> None:
@@ -161,6 +173,8 @@ class CacheController:
         for i, key in enumerate(ctx.streams):
             d: Decision | None = ctx.decisions[i] if i < len(ctx.decisions) else None
             reason = ctx.reason or (d.reason if d is not None else ("l2c" if ctx.layers_reused else "compute"))
+            if ctx.skip and ctx.forecast_order and reason == "reuse":
+                reason = f"forecast{ctx.forecast_order}"
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
@@ -234,13 +248,14 @@ class CacheController:
         ctx.decisions = decisions
         stack_in = hooks.stack_input(inputs)
         if all(not d.compute for d in decisions):
-            final = self._restore(streams, stack_in)
+            final = self._restore(ctx, streams, stack_in)
             if final is None:
                 ctx.reason = "no_cache"
-            elif self.check_finite and not all(bool(torch.isfinite(p).all()) for p in _parts(final)):
+            elif self.check_finite and not forecast.all_finite(_parts(final)):
                 # an fp16 overflow in a reused residual must never reach the output: compute instead
                 ctx.reason = "nonfinite"
-                self.recorder.note("a reused residual was not finite; those steps computed instead")
+                what = "forecast" if ctx.forecast_order else "reused"
+                self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
             else:
                 ctx.skip = True
                 ctx.final = final
@@ -261,26 +276,34 @@ class CacheController:
             st.accumulated = 0.0
             st.consecutive_reuses = 0
 
-    def _restore(self, streams, stack_in: Stack) -> Stack | None:
-        """``stack_in`` plus each stream's residual, or None when any stream lacks one of the same
-        shape (for every part: a stale or missing part of one stream means no reuse at all)."""
+    def _restore(self, ctx: ForwardContext, streams, stack_in: Stack) -> Stack | None:
+        """``stack_in`` plus each stream's residual (reused, or forecast at this step's position), or
+        None when any stream lacks one of the same shape (for every part: a stale or missing part
+        of one stream means no reuse at all)."""
         per = _per_stream(stack_in, len(streams))
         res = []
+        x = ctx.info.x
         for k, chunk in zip(streams, per):
-            r = self._residuals.get(k)
-            if r is None or self._res_sigs.get(k) != tuple((tuple(c.shape), c.dtype) for c in chunk):
+            hs = self._residuals.get(k)
+            if hs is None or self._res_sigs.get(k) != tuple((tuple(c.shape), c.dtype) for c in chunk):
                 return None
-            res.append([t.to(c.device, non_blocking=True) for t, c in zip(r, chunk)])
+            ctx.forecast_order = max(ctx.forecast_order, min(h.available_order for h in hs))
+            res.append([forecast.extrapolate(h, x, c.device) for h, c in zip(hs, chunk)])
         parts = _parts(stack_in)
         out = [p + (torch.cat([r[j] for r in res]) if len(res) > 1 else res[0][j]) for j, p in enumerate(parts)]
         return _like(stack_in, out)
 
     def _store_residual(self, ctx: ForwardContext, stack_out: Stack) -> None:
         res = _like(stack_out, [o - i for o, i in zip(_parts(stack_out), _parts(ctx.stack_in))])
-        offload = self.teacache.cache_device == "offload"
+        store = "cpu" if self.teacache.cache_device == "offload" else None
         for k, chunk in zip(ctx.streams, _per_stream(res, len(ctx.streams))):
             self._res_sigs[k] = tuple((tuple(c.shape), c.dtype) for c in chunk)
-            self._residuals[k] = tuple(c.to("cpu", non_blocking=True) if offload else c for c in chunk)
+            old = self._residuals.get(k)
+            if old is None or len(old) != len(chunk):
+                old = (None,) * len(chunk)
+            # one history per part: push() starts a new one where a part's shape or dtype changed
+            self._residuals[k] = tuple(forecast.push(h, ctx.info.x, c, self.tc_order, store)
+                                       for h, c in zip(old, chunk))
         ctx.stack_in = None
 
     def _enter_l2c(self, ctx: ForwardContext, index: int, inputs: Tensors) -> Tensors | None:
@@ -297,11 +320,14 @@ class CacheController:
             return None
         keys = self.hooks.hidden_keys(index)
         sig = tuple((k, signature(inputs[k])) for k in keys) + (tuple(ctx.streams),)
-        if not bool(plan):
-            saved = self._block_res.get((index, sig[-1]))
-            if saved is not None and saved[0] == sig and saved[2] == self._epoch(ctx):
+        saved = self._block_res.get((index, sig[-1]))
+        if saved is not None and saved[0] != sig:
+            saved = None  # a new shape: the history cannot continue
+        if not bool(plan) and saved is not None and self._usable(ctx, saved[2]):
+            out = {k: inputs[k] + forecast.extrapolate(h, ctx.info.x) for k, h in saved[1].items()}
+            if self._finite(out.values()):
                 ctx.layers_reused += 1
-                return {k: inputs[k] + saved[1][k] for k in keys}
+                return out
         ctx.layers_computed += 1
         if bool(self._l2c_reused_layers) and index in self._l2c_reused_layers:
             # copies: many blocks add into their inputs in place (Chroma, LTX-Video, Flux/HunyuanVideo
@@ -322,8 +348,10 @@ class CacheController:
             _, sig, saved_in = before
             # keyed per stream set too: cond and uncond run as separate forwards when ComfyUI
             # cannot batch them (different caption lengths) and must not evict each other
-            self._block_res[(index, sig[-1])] = (sig, {k: out[k] - saved_in[k] for k in saved_in},
-                                                 self._epoch(ctx))
+            old = self._block_res.get((index, sig[-1]))
+            old = old[1] if old is not None and old[0] == sig else {}
+            hist = {k: forecast.push(old.get(k), ctx.info.x, out[k] - saved_in[k], self.l2c_order) for k in saved_in}
+            self._block_res[(index, sig[-1])] = (sig, hist, self._epoch(ctx))
 
     def branch(self, index: int, name: str, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
         """For blocks with branches: the un-gated output of branch ``name`` of block ``index``, fresh
@@ -334,17 +362,37 @@ class CacheController:
         names = self.l2c.branches
         j = names.index(name)
         key = (index, name, tuple(ctx.streams))
-        if not bool(ctx.branch_row[j]):
-            saved = self._branch_out.get(key)
-            if saved is not None and saved[0] == ctx.branch_sig and saved[2] == self._epoch(ctx):
-                return saved[1]
+        saved = self._branch_out.get(key)
+        if saved is not None and saved[0] != ctx.branch_sig:
+            saved = None
+        if not bool(ctx.branch_row[j]) and saved is not None and self._usable(ctx, saved[2]):
+            out = forecast.extrapolate(saved[1], ctx.info.x)
+            if self._finite([out]):
+                return out
         out = fn()
         if self._l2c_reused_layers and index in self._l2c_reused_layers:
-            self._branch_out[key] = (ctx.branch_sig, out, self._epoch(ctx))
+            hist = forecast.push(saved[1] if saved is not None else None, ctx.info.x, out, self.l2c_order)
+            self._branch_out[key] = (ctx.branch_sig, hist, self._epoch(ctx))
         return out
 
     def _epoch(self, ctx: ForwardContext) -> int:
-        """L2C's schedule is learned for caches one step old. After a TeaCache reuse they are
-        older than that (reusing them anyway gave 18 dB instead of 35 dB on the reference model),
-        so an entry stored before the last TeaCache reuse counts as missing and the layer computes."""
         return self._skip_epoch.get(tuple(ctx.streams), 0)
+
+    def _usable(self, ctx: ForwardContext, epoch: int) -> bool:
+        """Whether an L2C cache stored in skip epoch ``epoch`` may stand in for this step.
+
+        L2C's schedule is learned for caches one step old. After a TeaCache reuse a plain cache
+        is older than that (reusing it anyway gave 18 dB instead of 35 dB on the reference model),
+        so it counts as missing and the layer computes. A forecast extrapolates to the current
+        step, whatever the cache's age, so it is used."""
+        return self.l2c_order > 0 or epoch == self._epoch(ctx)
+
+    def _finite(self, tensors) -> bool:
+        """A forecast that is not finite never reaches the output: the layer computes instead
+        (plain reuse is left unchecked, as it holds what a computed step returned)."""
+        if not (self.check_finite and self.l2c_order):
+            return True
+        if forecast.all_finite(tensors):
+            return True
+        self.recorder.note("an L2C forecast was not finite; those layers computed instead")
+        return False

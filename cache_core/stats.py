@@ -36,6 +36,7 @@ class RunRecorder:
     notes: list[str] = field(default_factory=list)
     n_steps: int = 0
     threshold: float | None = None
+    reuse: str = ""  # what skipped work gets (cache_core.forecast.describe)
     sampler: str = ""            # the sampler's name, when the caller knows it
     noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
 
@@ -93,6 +94,7 @@ class RunRecorder:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
         out = {
             "run_id": self.run_id,
+            "reuse": self.reuse,
             "steps": self.n_steps,
             "evaluations": total,
             "computed": computed,
@@ -150,6 +152,7 @@ class RunRecorder:
         ms = f"{s['measured_speedup']:.2f}x" if s["measured_speedup"] else "n/a"
         lines = [
             f"run {s['run_id']}",
+            *([s["reuse"]] if s["reuse"] else []),
             f"evaluations computed {s['computed']}/{s['evaluations']} (hit rate {s['hit_rate']:.0%}), "
             f"layers computed {s['layers_computed']}/{s['layers_computed'] + s['layers_reused']}",
             f"speed-up estimated {s['estimated_speedup']:.2f}x, measured {ms}; "

@@ -17,6 +17,14 @@ class StepInfo:
     position: float    # step / (n_steps - 1), 0 for a one-step run
     sigma: float
     on_schedule: bool  # False for a sampler's intermediate evaluation
+    # the position in steps: ``step`` on the schedule, fractional (linear in sigma) between two
+    # schedule sigmas; forecasts (cache_core.forecast) extrapolate along it. None: use ``step``.
+    coordinate: float | None = None
+
+    @property
+    def x(self) -> float:
+        """The forecast coordinate (see ``coordinate``)."""
+        return float(self.step) if self.coordinate is None else self.coordinate
 
 
 class StepLocator:
@@ -49,4 +57,6 @@ class StepLocator:
         tol = 1e-6 * max(1.0, abs(s))
         on = abs(sig[step] - s) <= tol
         pos = step / (n - 1) if n > 1 else 0.0
-        return StepInfo(step, n, pos, s, on)
+        span = sig[step] - sig[step + 1]
+        frac = 0.0 if on or span == 0 else min(1.0, max(0.0, (sig[step] - s) / span))
+        return StepInfo(step, n, pos, s, on, step + frac)

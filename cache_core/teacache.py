@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .coefficients import CoefficientProfile, get_profile
+from .forecast import mode_tag, reuse_order
 
 
 @dataclass
@@ -24,6 +25,8 @@ class TeaCacheConfig:
     warmup_steps: int = 0        # the first N steps always compute
     max_consecutive_skips: int = 0  # 0 = no cap
     cache_device: str = "main"   # "main" (compute device) or "offload" (CPU)
+    reuse: str = "cached"        # "cached" (reuse the residual) or "taylor1"/"taylor2" (forecast it)
+    compute_every: int = 0       # N >= 1: compute every N-th step, reuse or forecast between; 0 = the accumulator decides
 
     def __post_init__(self):
         t = self.rel_l1_thresh
@@ -42,6 +45,11 @@ class TeaCacheConfig:
         if int(self.max_consecutive_skips) != self.max_consecutive_skips or self.max_consecutive_skips < 0:
             raise ValueError(f"max_consecutive_skips must be a whole number >= 0 (0 = no cap), "
                              f"got {self.max_consecutive_skips!r}")
+        reuse_order(self.reuse)  # raises with the choices
+        if isinstance(self.compute_every, bool) or int(self.compute_every) != self.compute_every \
+                or self.compute_every < 0:
+            raise ValueError(f"compute_every must be a whole number >= 0 (0 = the threshold decides, "
+                             f"N = compute every N-th step), got {self.compute_every!r}")
         if self.cache_device not in ("main", "offload"):
             raise ValueError(f"cache_device must be 'main' or 'offload', got {self.cache_device!r}")
         if isinstance(self.coefficients, str):
@@ -50,6 +58,11 @@ class TeaCacheConfig:
     @property
     def enabled(self) -> bool:
         return self.rel_l1_thresh > 0
+
+    @property
+    def order(self) -> int:
+        """Taylor order of the reuse (0 = plain reuse), see cache_core.forecast."""
+        return reuse_order(self.reuse)
 
     def run_id(self) -> str:
         parts = [f"t{self.rel_l1_thresh:g}", self.coefficients.name]
@@ -61,6 +74,10 @@ class TeaCacheConfig:
             parts.append(f"max{self.max_consecutive_skips}")
         if self.cache_device != "main":
             parts.append("off")
+        if self.compute_every:
+            parts.append(f"every{self.compute_every}")
+        if self.order:
+            parts.append(mode_tag(self.order))
         return "TC(" + ",".join(parts) + ")"
 
 
@@ -76,7 +93,7 @@ class TeaCacheState:
 @dataclass(frozen=True)
 class Decision:
     compute: bool
-    reason: str          # "first", "forced", "window", "warmup", "last", "cap", "threshold", "reuse"
+    reason: str          # "first", "window", "warmup", "last", "interval", "cap", "threshold", "reuse"
     rel_l1: float | None  # None on the first evaluation
     rescaled: float | None
     accumulated: float   # accumulator after this evaluation (0 after a compute)
@@ -97,6 +114,8 @@ def forced_reason(step: int, n_steps: int, position: float, config: TeaCacheConf
         return "warmup"
     if position < config.start_percent or position > config.end_percent:
         return "window"
+    if config.compute_every and step % config.compute_every == 0:
+        return "interval"
     return None
 
 
@@ -106,6 +125,8 @@ def decide(state: TeaCacheState, change: float | None, config: TeaCacheConfig,
 
     ``change`` is the relative L1 change of the indicator against the previous evaluation (None on
     the first). Returns the decision and the new state (the caller stores the new indicator).
+    With ``config.compute_every`` the accumulator is kept for the report but does not decide:
+    only forced steps (``forced_reason`` says "interval" every N-th step) and the cap compute.
     """
     evals = state.evaluations + 1
     if change is None:
@@ -115,7 +136,7 @@ def decide(state: TeaCacheState, change: float | None, config: TeaCacheConfig,
     if forced is not None:
         return (Decision(True, forced, change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals))
     acc = state.accumulated + rescaled
-    if acc >= config.rel_l1_thresh:
+    if acc >= config.rel_l1_thresh and not config.compute_every:
         return Decision(True, "threshold", change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals)
     if config.max_consecutive_skips and state.consecutive_reuses >= config.max_consecutive_skips:
         return Decision(True, "cap", change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals)

@@ -5,10 +5,12 @@ import math
 
 from comfy_api.latest import io
 
+from ..cache_core.forecast import reuse_order
 from ..cache_core.l2c import ScheduleError, load_any
 from . import folders
 from .adapters import detect
 from .runtime import patch_model
+from .teacache_node import reuse_input
 
 
 def load_schedule_for(adapter, name: str, threshold: float):
@@ -41,15 +43,17 @@ class L2CScheduleLoader(io.ComfyNode):
                 io.Float.Input("threshold", default=0.1, min=0.0, max=1.0, step=0.01,
                                tooltip="For files holding router logits: a layer computes where sigmoid(logit) > "
                                        "threshold. Higher = more reuse. Ignored for finished schedules."),
+                reuse_input("cached layer"),
             ],
             outputs=[io.Model.Output(tooltip="The model with the L2C schedule."),
                      io.String.Output(display_name="summary", tooltip="What the schedule computes and reuses.")],
         )
 
     @classmethod
-    def execute(cls, model, schedule, threshold) -> io.NodeOutput:
+    def execute(cls, model, schedule, threshold, reuse="cached") -> io.NodeOutput:
+        reuse_order(reuse)  # a clear error before anything is loaded
         adapter = detect(model)
         sched = load_schedule_for(adapter, schedule, threshold)
-        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule,
+        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse,
                                  node="L2C Schedule Loader")
         return io.NodeOutput(patched, sched.describe())

@@ -16,6 +16,7 @@ import logging
 import comfy.model_patcher
 import comfy.patcher_extension
 
+from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
@@ -46,7 +47,8 @@ class CacheRun:
         for n in holder.notes:
             rec.note(n)
         self.recorder = rec
-        self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec)
+        self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
+                                          l2c_reuse=holder.l2c_reuse)
         self.passes = PassClassifier()
 
 
@@ -54,12 +56,13 @@ class CacheHolder:
     """Settings of one node execution plus the last run's statistics. Never holds tensors between
     runs: those live in the CacheRun, which is dropped when the run ends."""
 
-    def __init__(self, adapter, teacache=None, l2c=None, l2c_label: str = ""):
+    def __init__(self, adapter, teacache=None, l2c=None, l2c_label: str = "", l2c_reuse: str = "cached"):
         self.adapter = adapter
         self.hooks = adapter.hooks()
         self.teacache = teacache
         self.l2c = l2c
         self.l2c_label = l2c_label
+        self.l2c_reuse = l2c_reuse
         self.last_summary: dict | None = None
         self.last_report: str | None = None
         self.last_records: list | None = None
@@ -90,6 +93,7 @@ class CacheHolder:
         l2c = ""
         if self.l2c is not None:  # the file name says which schedule; the id says what it does
             l2c = self.l2c.run_id().replace("L2C(", f"L2C({self.l2c_label}:", 1) if self.l2c_label else self.l2c.run_id()
+            l2c = with_reuse_tag(l2c, self.l2c_reuse)
         return make_run_id(self.adapter.name, tc, l2c)
 
     def teacache_for(self, n_steps: int):
@@ -100,12 +104,13 @@ class CacheHolder:
         best = min(self.calibrated, key=lambda c: (abs(c[0] - n_steps), c[1].name))[1]
         return dataclasses.replace(self.teacache, coefficients=best)
 
-    def with_settings(self, teacache=..., l2c=..., l2c_label=None) -> "CacheHolder":
+    def with_settings(self, teacache=..., l2c=..., l2c_label=None, l2c_reuse=None) -> "CacheHolder":
         """A new holder sharing this one's adapter, for combining TeaCache and L2C nodes."""
         h = CacheHolder(self.adapter,
                         self.teacache if teacache is ... else teacache,
                         self.l2c if l2c is ... else l2c,
-                        self.l2c_label if l2c_label is None else l2c_label)
+                        self.l2c_label if l2c_label is None else l2c_label,
+                        self.l2c_reuse if l2c_reuse is None else l2c_reuse)
         h.calibrated = self.calibrated if teacache is ... else []
         return h
 
@@ -246,7 +251,7 @@ def stream_keys(topts: dict, batch: int) -> list:
 
 
 def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | None = None,
-                node: str = "dit-cache"):
+                l2c_reuse: str | None = None, node: str = "dit-cache"):
     """A clone of ``model`` with caching set up. A model already patched by this pack keeps its
     other settings, so TeaCache Patch and L2C Schedule Loader combine in either order; the same
     node twice on one chain is one cache with the later node's settings (said in the log and in
@@ -255,7 +260,7 @@ def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | 
     refuse_before(model, node)
     existing = get_holder(model.model_options)
     if existing is not None:
-        holder = existing.with_settings(teacache=teacache, l2c=l2c, l2c_label=l2c_label)
+        holder = existing.with_settings(teacache=teacache, l2c=l2c, l2c_label=l2c_label, l2c_reuse=l2c_reuse)
         replaced = _replaced_settings(existing, holder, teacache, l2c)
         if replaced:
             log.warning("dit-cache: %s", replaced)
@@ -264,7 +269,7 @@ def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | 
             holder.notes = list(existing.notes)
     else:
         holder = CacheHolder(adapter_factory(model), None if teacache is ... else teacache,
-                             None if l2c is ... else l2c, l2c_label or "")
+                             None if l2c is ... else l2c, l2c_label or "", l2c_reuse or "cached")
     m = model.clone()
     m.model_options["transformer_options"][KEY] = holder
     if existing is None:

@@ -50,7 +50,8 @@ class CacheStats(io.ComfyNode):
         preview = ui.PreviewImage(plot, cls=cls).as_dict()
         payload = {"text": (report,), "images": preview["images"]}
         if summary is not None:
-            payload["dit_cache"] = [{k: summary[k] for k in ("run_id", "computed", "evaluations", "layers_computed",
+            payload["dit_cache"] = [{k: summary[k] for k in ("run_id", "reuse", "computed", "evaluations",
+                                                             "layers_computed",
                                                              "layers_reused", "estimated_speedup",
                                                              "measured_speedup", "notes")}]
         return io.NodeOutput(passthrough, report, plot, ui=payload)

@@ -6,6 +6,7 @@ import math
 from comfy_api.latest import io
 
 from ..cache_core.coefficients import published_profiles
+from ..cache_core.forecast import REUSE_MODES
 from ..cache_core.teacache import TeaCacheConfig
 from . import profiles
 from .adapters import detect
@@ -28,6 +29,15 @@ def resolve_threshold(value: float, adapter) -> float:
         raise ValueError(f"rel_l1_thresh must be >= 0 (or -1 for the recommended value), got {value}; "
                          f"try {adapter.recommended_threshold} for {adapter.display}")
     return float(value)
+
+
+def reuse_input(what: str) -> io.Combo.Input:
+    """The optional ``reuse`` input of TeaCache Patch and L2C Schedule Loader."""
+    return io.Combo.Input("reuse", options=list(REUSE_MODES), default="cached", optional=True,
+                          tooltip=f"What a {what} gets. cached = the residual of the last computed step (as "
+                                  "before). taylor1 / taylor2 = that residual extrapolated to this step from the "
+                                  "last 2 / 3 computed steps (TaylorSeer-style forecast): better at high speed-ups, "
+                                  "costs 1 / 2 more cached residuals of memory.")
 
 
 class TeaCachePatch(io.ComfyNode):
@@ -58,19 +68,25 @@ class TeaCachePatch(io.ComfyNode):
                                        "(saves VRAM, costs a copy per reused step)."),
                 io.Int.Input("max_consecutive_skips", default=0, min=0, max=1000,
                              tooltip="Compute at least every N+1 steps. 0 = no cap."),
+                reuse_input("skipped step"),
+                io.Int.Input("compute_every", default=0, min=0, max=1000, optional=True,
+                             tooltip="Fixed schedule instead of the threshold: compute every N-th step and reuse "
+                                     "or forecast in between (TaylorSeer's schedule, a predictable speed-up of "
+                                     "about N). 0 = the accumulated change decides. rel_l1_thresh 0 still turns "
+                                     "caching off."),
             ],
             outputs=[io.Model.Output(tooltip="The model with TeaCache.")],
         )
 
     @classmethod
     def execute(cls, model, rel_l1_thresh, start_percent, end_percent, coefficients, cache_device,
-                max_consecutive_skips) -> io.NodeOutput:
+                max_consecutive_skips, reuse="cached", compute_every=0) -> io.NodeOutput:
         adapter = detect(model)  # raises with the supported list before anything is changed
         thresh = resolve_threshold(rel_l1_thresh, adapter)
         profile, candidates = profiles.resolve_profile(coefficients, adapter, model)
         cfg = TeaCacheConfig(rel_l1_thresh=thresh, coefficients=profile, start_percent=start_percent,
                              end_percent=end_percent, max_consecutive_skips=int(max_consecutive_skips),
-                             cache_device=cache_device)
+                             cache_device=cache_device, reuse=reuse, compute_every=int(compute_every))
         patched, holder = patch_model(model, lambda m: adapter, teacache=cfg, node="TeaCache Patch")
         holder.calibrated = candidates  # a run picks the one calibrated nearest its step count
         return io.NodeOutput(patched)

@@ -37,7 +37,8 @@ def test_demo_runs_and_writes_outputs(tmp_path, capsys):
     for name in ("demo_grid.png", "demo_fidelity.png", "demo_results.json", "l2c_schedule.safetensors"):
         assert (tmp_path / name).is_file()
     rows = json.loads((tmp_path / "demo_results.json").read_text())["rows"]
-    assert len(rows) == 6
+    assert len(rows) == 8
+    assert [r["method"] for r in rows if "taylor1" in r["method"]] == ["TeaCache raw 0.3 taylor1", "L2C lam=0.003 taylor1"]
     assert rows[0]["method"] == "no cache" and rows[0]["branches_computed"] == rows[0]["branches_total"]
 
 

@@ -1,5 +1,7 @@
 """The block-stack controller on the reference DiT (random weights): bit-identity, per-stream
 state, resets, L2C schedules, non-finite residuals."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -129,7 +131,8 @@ def test_nonfinite_residual_computes_instead():
     x = torch.randn(1, 1, 8, 8)
     with torch.no_grad():
         _one_forward(m, ctl, x, 1.0, ["a"], loc)
-        ctl._residuals["a"] = tuple(torch.full_like(r, float("inf")) for r in ctl._residuals["a"])
+        ctl._residuals["a"] = tuple(dataclasses.replace(h, coefs=(torch.full_like(h.latest, float("inf")),))
+                                    for h in ctl._residuals["a"])
         out = _one_forward(m, ctl, x, 0.8, ["a"], loc)
     assert torch.isfinite(out).all()
     r = ctl.recorder.records[-1]

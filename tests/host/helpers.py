@@ -10,9 +10,10 @@ import torch
 from pack import sub
 
 
-def teacache(model, thresh, coefficients="raw", start=0.0, end=1.0, device="main", max_skips=0):
+def teacache(model, thresh, coefficients="raw", start=0.0, end=1.0, device="main", max_skips=0, **optional):
+    """TeaCache Patch; ``optional``: the node's optional inputs (reuse, compute_every)."""
     node = sub("nodes.teacache_node").TeaCachePatch
-    return node.execute(model, thresh, start, end, coefficients, device, max_skips).args[0]
+    return node.execute(model, thresh, start, end, coefficients, device, max_skips, **optional).args[0]
 
 
 def holder_of(model):
@@ -74,9 +75,9 @@ def schedule_folder():
             folder_paths.folder_names_and_paths[folders.SCHEDULES] = old
 
 
-def l2c(model, name, threshold=0.1):
+def l2c(model, name, threshold=0.1, **optional):
     node = sub("nodes.l2c_node").L2CScheduleLoader
-    out = node.execute(model, name, threshold)
+    out = node.execute(model, name, threshold, **optional)
     return out.args[0], out.args[1]
 
 

@@ -33,8 +33,9 @@ STARTUP_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_STARTUP_S", "90"))
 RUN_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_RUN_S", "90"))
 OUR_NODES = {
     "DitCache_TeaCachePatch": ("TeaCache Patch", ["model", "rel_l1_thresh", "start_percent", "end_percent",
-                                                  "coefficients", "cache_device", "max_consecutive_skips"]),
-    "DitCache_L2CScheduleLoader": ("L2C Schedule Loader", ["model", "schedule", "threshold"]),
+                                                  "coefficients", "cache_device", "max_consecutive_skips",
+                                                  "reuse", "compute_every"]),
+    "DitCache_L2CScheduleLoader": ("L2C Schedule Loader", ["model", "schedule", "threshold", "reuse"]),
     "DitCache_CacheStats": ("Cache Stats", ["model", "passthrough"]),
     "DitCache_CacheCompare": ("Cache Compare", ["reference", "cached", "vae", "model"]),
 }
