@@ -36,6 +36,7 @@ float16; metadata: config, seed, steps, loss), ``loss_curve.json`` / ``loss_curv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 import json
 import logging
@@ -94,6 +95,9 @@ def default_comfyui() -> Path:
 def build(comfy, config: dict, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     cfg = {k: v for k, v in config.items() if k != "image_model"}
+    # releases from 2026 require txt_ids_dims (FLUX.1's value, as their detection gives it: [])
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}:
+        cfg.setdefault("txt_ids_dims", [])
     model = comfy.ldm.flux.model.Flux(dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init,
                                       **cfg)
     # ComfyUI's layers skip weight init (weights are always loaded); give them PyTorch's default
