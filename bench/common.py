@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from cache_core.demo import CLOCKS
 from cache_core.stats import RunRecorder
 
 log = logging.getLogger("bench")
@@ -74,10 +75,6 @@ def _json_default(o):
     return str(o)
 
 
-#: ``--clock`` choices: wall-clock, or this process's CPU time. With one torch thread on a CPU
-#: shared with other jobs, CPU time is the cost of the run itself: on a 2-core machine at load 7,
-#: wall-clock of one uncached run swung 20-25 s (4 s unloaded) while CPU time stayed 4.4-5.3 s.
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 0, sync: bool = False, clock: str = "wall"):

@@ -33,6 +33,7 @@ method's Pareto frontier), <out>.png (PSNR vs measured speed-up, the main famili
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -311,6 +312,35 @@ PLOT_OURS = ("TeaCache raw (fixed)", "TeaCache raw (fixed) taylor1", "TeaCache r
              "fixed interval taylor2", "interval taylor2 + L2C taylor1")
 
 
+def report(rows: list[dict], meta: dict) -> None:
+    """<out>.md and the plots from the rows of a run (``--report`` redraws them from <out>.json)."""
+    args = argparse.Namespace(**meta["args"])
+    clock = "process CPU time" if getattr(args, "clock", "wall") == "cpu" else "wall-clock"
+    goal_md, goal_data = goal(rows)
+    meta["goal"] = goal_data
+    md = "\n\n".join([
+        f"## Reference DiT: fidelity vs uncached at matched speed-up\n\n{10 * args.per_class} samples "
+        f"({args.per_class} per class), {args.steps} Euler steps, cfg {args.cfg:g}, median of {args.repeats} runs "
+        f"timed by {clock}; threads {meta['environment']['threads']}; interpolated linearly on each method's Pareto "
+        "frontier (— = not reached; ≥ = the method's slowest setting is already faster than that, with this value).",
+        "### Goal (issue 12): best dit-cache setting vs best baseline at measured 3x and 4x\n\n" + goal_md,
+        markdown(rows, "speedup", f"measured speed-up ({clock})"),
+        markdown(rows, "speedup", f"measured speed-up ({clock})", metric="ssim"),
+        markdown(rows, "estimated_speedup", "estimated speed-up (share of block work skipped)"),
+    ])
+    print("\n" + md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.md").write_text(md + "\n")
+    for key, fname in (("speedup", f"{args.out}.png"), ("estimated_speedup", f"{args.out}_estimated.png")):
+        series: dict = {}
+        for r in rows:
+            if r["family"] in PLOT_OURS or r["family"] in BASELINES:
+                series.setdefault(r["family"], []).append((r[key], float(r["psnr"])))
+        scatter_plot({k: pareto(v) or v for k, v in series.items()}, RESULTS / fname,
+                     f"reference DiT: PSNR vs {'measured' if key == 'speedup' else 'estimated'} speed-up (Pareto)",
+                     xlabel=f"{'measured' if key == 'speedup' else 'estimated'} speed-up (x)", size=(900, 520))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fidelity", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -327,7 +357,15 @@ def main(argv=None) -> int:
     ap.add_argument("--relearn", action="store_true", help="learn L2C schedules even if cached in bench/results")
     ap.add_argument("--quick", action="store_true", help="fewer points, 1 repeat (a smoke run)")
     ap.add_argument("--out", default="fidelity", help="basename of the result files in bench/results")
+    ap.add_argument("--report", action="store_true", help="only redraw <out>.md and the plots from <out>.json")
     args = ap.parse_args(argv)
+    if args.report:
+        data = json.loads((RESULTS / f"{args.out}.json").read_text())
+        for r in data["rows"]:
+            r["psnr"] = float(r["psnr"])  # inf is stored as a string
+        report(data["rows"], data["meta"])
+        write_json(f"{args.out}.json", data)
+        return 0
     setup(args.threads)
     t_start = time.perf_counter()
     model = ReferenceDiT.load()
@@ -345,32 +383,8 @@ def main(argv=None) -> int:
     run_l2c(R, model, args, meta)
     run_baselines(R, model, args)
 
-    rows = R.rows
-    goal_md, goal_data = goal(rows)
-    md = "\n\n".join([
-        f"## Reference DiT: fidelity vs uncached at matched speed-up\n\n{len(labels)} samples "
-        f"({args.per_class} per class), {args.steps} Euler steps, cfg {args.cfg:g}, median of {args.repeats} runs "
-        f"timed by {'process CPU time' if args.clock == 'cpu' else 'wall-clock'}; "
-        f"threads {torch.get_num_threads()}; interpolated linearly on each method's Pareto frontier "
-        "(— = not reached; ≥ = the method's slowest setting is already faster than that, with this value).",
-        "### Goal (issue 12): best dit-cache setting vs best baseline at measured 3x and 4x\n\n" + goal_md,
-        markdown(rows, "speedup", "measured wall-clock speed-up"),
-        markdown(rows, "speedup", "measured wall-clock speed-up", metric="ssim"),
-        markdown(rows, "estimated_speedup", "estimated speed-up (share of block work skipped)"),
-    ])
-    print("\n" + md)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.md").write_text(md + "\n")
-    write_json(f"{args.out}.json", {"meta": meta, "goal": goal_data, "rows": [{k: v for k, v in r.items()} for r in rows],
-                                    "seconds": time.perf_counter() - t_start})
-    for key, fname in (("speedup", f"{args.out}.png"), ("estimated_speedup", f"{args.out}_estimated.png")):
-        series: dict = {}
-        for r in rows:
-            if r["family"] in PLOT_OURS or r["family"] in BASELINES:
-                series.setdefault(r["family"], []).append((r[key], r["psnr"]))
-        scatter_plot({k: pareto(v) or v for k, v in series.items()}, RESULTS / fname,
-                     f"reference DiT: PSNR vs {'measured' if key == 'speedup' else 'estimated'} speed-up (Pareto)",
-                     xlabel=f"{'measured' if key == 'speedup' else 'estimated'} speed-up (x)", size=(900, 520))
+    report(R.rows, meta)
+    write_json(f"{args.out}.json", {"meta": meta, "rows": R.rows, "seconds": time.perf_counter() - t_start})
     log.info("done in %.0fs", time.perf_counter() - t_start)
     return 0
 

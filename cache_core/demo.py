@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 
 CLASSIFIER = WEIGHTS.with_name("reference_classifier.json")
 
+#: ``--clock`` choices: wall-clock, or this process's CPU time. With one torch thread on a CPU
+#: shared with other jobs, CPU time is the cost of the run itself: on a 2-core machine at load 7,
+#: wall-clock of one uncached 100-sample run swung 20-25 s (4 s unloaded) while CPU time stayed
+#: 4.4-5.3 s. CPU time sums over threads, so it needs one thread.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
 
 # -- metrics -------------------------------------------------------------------------------
 class DigitClassifier:
@@ -224,7 +230,8 @@ def count_branches(model: ReferenceDiT, controller) -> tuple[int, int]:
 
 
 def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps: int, cfg: float, seed: int,
-               repeats: int) -> MethodResult:
+               repeats: int, clock: str = "wall") -> MethodResult:
+    now = CLOCKS[clock]
     seconds = []
     images = None
     summary: dict = {}
@@ -235,9 +242,9 @@ def run_method(model: ReferenceDiT, method: Method, labels: torch.Tensor, steps:
                 track_branches(ctl)
         else:
             ctl = None
-        t0 = time.perf_counter()
+        t0 = now()
         x = sample(model, labels, steps=steps, cfg=cfg, seed=seed, controller=ctl)
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(now() - t0)
         if images is not None and not torch.equal(images, x):
             log.warning("%s: repeated runs differ", method.name)
         images = x
@@ -401,12 +408,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--l2c-iterations", type=int, default=240)
     ap.add_argument("--schedule", type=Path, default=None, help="load an L2C schedule instead of learning one")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="time runs by wall-clock or by this process's CPU time (needs --threads 1)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and torch.get_num_threads() != 1:
+        ap.error("--clock cpu needs --threads 1 (CPU time sums over threads)")
+    now = CLOCKS[args.clock]
     t_start = time.perf_counter()
     model = ReferenceDiT.load(args.weights)
     try:
@@ -441,12 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     uncached_times: list[float] = []
     for m in build_methods(model, args, schedule):
         if results:  # one uncached run next to every method: a shared machine's speed drifts
-            t0 = time.perf_counter()
+            t0 = now()
             sample(model, labels, steps=args.steps, cfg=args.cfg, seed=args.seed)
-            uncached_times.append(time.perf_counter() - t0)
+            uncached_times.append(now() - t0)
         log.info("sampling: %s (%d x %d images, %d steps, cfg %g)", m.name, args.repeats, len(labels), args.steps,
                  args.cfg)
-        r = run_method(model, m, labels, args.steps, args.cfg, args.seed, args.repeats)
+        r = run_method(model, m, labels, args.steps, args.cfg, args.seed, args.repeats, args.clock)
         if not results:
             uncached_times += r.seconds
         else:
@@ -458,15 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r.row() for r in results]
     table = format_table(rows)
     print(f"\nreference DiT, {len(labels)} samples ({args.per_class} per class), {args.steps} Euler steps, "
-          f"cfg {args.cfg:g}, {torch.get_num_threads()} thread(s); speed-up = median wall-clock of {args.repeats} runs "
+          f"cfg {args.cfg:g}, {torch.get_num_threads()} thread(s); speed-up = median "
+          f"{'CPU time' if args.clock == 'cpu' else 'wall-clock'} of {args.repeats} runs "
           "vs the last 3 uncached runs (one is timed next to each method)")
     print(table)
     try:
         save_grids(results, labels, args.out / "demo_grid.png", args.per_class)
         series = {r["method"]: [(r["speedup"], r["psnr"])] for r in rows[1:]}
         tc = [(r["speedup"], r["psnr"]) for r in rows
-              if r["method"].startswith("TeaCache") and "L2C" not in r["method"]]
-        series = {"TeaCache": tc, **{k: v for k, v in series.items() if not k.startswith("TeaCache") or "L2C" in k}}
+              if r["method"].startswith("TeaCache") and "L2C" not in r["method"] and "taylor" not in r["method"]]
+        series = {"TeaCache": tc, **{k: v for k, v in series.items()
+                                     if not k.startswith("TeaCache") or "L2C" in k or "taylor" in k}}
         scatter_plot(series, args.out / "demo_fidelity.png", "reference DiT: fidelity vs measured speed-up")
     except ImportError:
         log.warning("pillow is not installed: no PNGs written (pip install pillow)")
