@@ -211,7 +211,10 @@ class CacheController:
             if index == hooks.n_blocks - 1:
                 return hooks.final_outputs(index, inputs, ctx.final)
             return {k: inputs[k] for k in hooks.hidden_keys(index)}
-        return self._enter_l2c(ctx, index, inputs)
+        out = self._enter_l2c(ctx, index, inputs)
+        if out is not None:  # an L2C reuse: the caller skips the block and never calls exit_block
+            self._after_last_block(ctx, index, inputs, out)
+        return out
 
     @outside_compile
     def exit_block(self, index: int, inputs: Tensors, out: Tensors) -> Tensors:
@@ -221,9 +224,13 @@ class CacheController:
         if ctx is None or not ctx.cached:
             return out
         self._exit_l2c(ctx, index, out)
+        self._after_last_block(ctx, index, inputs, out)
+        return out
+
+    def _after_last_block(self, ctx: ForwardContext, index: int, inputs: Tensors, out: Tensors) -> None:
+        """The TeaCache residual of a computed step, after the last block, computed or L2C-reused."""
         if index == self.hooks.n_blocks - 1 and self.teacache is not None and ctx.stack_in is not None:
             self._store_residual(ctx, self.hooks.stack_output(index, out, inputs, ctx.stack_in))
-        return out
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:
         if self.teacache is None:
