@@ -37,7 +37,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cache_core import forecast
-from cache_core.forecast import History, extrapolate, push, reuse_order
+from cache_core.forecast import extrapolate, push, reuse_order
 from cache_core.l2c import L2CSchedule
 from cache_core.reference_dit import ReferenceHooks
 from cache_core.reference_sampling import make_controller, sample
