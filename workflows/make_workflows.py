@@ -818,6 +818,92 @@ def wan21_fun_control(g):
     stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_fun_control", fps=16.0)
 
 
+# ------------------------------------------------------------------ the 2026 families
+
+def ernie_image(g):
+    _t2i(g, "ernie_image", "ernie-image.safetensors", "ministral-3-3b.safetensors", "flux2", "flux2-vae.safetensors",
+         "a summer fashion infographic, three outfits on a pastel background, clean layout", steps=20, cfg=4.0,
+         latent="EmptyFlux2LatentImage", neg="")
+
+
+def lens(g):
+    _t2i(g, "lens", "lens_bf16.safetensors", "gpt_oss_20b_nvfp4.safetensors", "lens", "flux2-vae.safetensors",
+         "a cluster of wild cosmos flowers swaying in a summer breeze, soft backlight", steps=20, cfg=5.0,
+         latent="EmptyLatentImage", neg="", width=1440, height=1440)
+
+
+def krea2(g):
+    _t2i(g, "krea2", "krea2_turbo_fp8_scaled.safetensors", "qwen3vl_4b_fp8_scaled.safetensors", "krea2",
+         "qwen_image_vae.safetensors", "a surreal digital illustration of a lighthouse made of glass, dusk",
+         steps=8, cfg=1.0, latent="EmptyLatentImage", neg=None)
+
+
+def ideogram4(g):
+    """Ideogram 4's own template guides with a second, unconditional model (DualModelGuider);
+    this graph samples the conditional model alone, with KSampler."""
+    _t2i(g, "ideogram4", "ideogram4_fp8_scaled.safetensors", "qwen3vl_8b_fp8_scaled.safetensors", "ideogram4",
+         "flux2-vae.safetensors", 'a streetwear poster with the words "TEA CACHE" in bold letters', steps=20,
+         cfg=1.0, latent="EmptyFlux2LatentImage", neg=None)
+
+
+def boogu(g):
+    _t2i(g, "boogu", "boogu_image_turbo_fp8_scaled.safetensors", "qwen3vl_8b_fp8_scaled.safetensors", "boogu",
+         "ae.safetensors", "an abstract close-up portrait in bold brush strokes", steps=4, cfg=1.0,
+         latent="EmptyLatentImage", neg=None, sampler="lcm")
+
+
+def anima(g):
+    _t2i(g, "anima", "anima-base-v1.0.safetensors", "qwen_3_06b_base.safetensors", "stable_diffusion",
+         "qwen_image_vae.safetensors", "an anime portrait of a cyberpunk courier, monochrome, rain", steps=30,
+         cfg=4.0, latent="EmptyLatentImage", neg="worst quality, low quality")
+
+
+def joyimage(g):
+    _t2i(g, "joyimage", "joyai_image_edit_int8_convrot.safetensors", "qwen3vl_8b_joyimage_edit_int8_convrot.safetensors",
+         "joyimage", "wan_2.1_vae.safetensors", "a perfume bottle on a glacier, product photo", steps=40, cfg=4.0,
+         neg="", encoder=lambda g, clip, text: g.add("TextEncodeJoyImageEdit", clip=clip, prompt=text).out(0))
+
+
+def mage_flow(g):
+    _t2i(g, "mage_flow", "mage_flow_int8_convrot.safetensors", "qwen3vl_4b_bf16.safetensors", "mage",
+         "mage_flow_vae_bf16.safetensors", "an analog film photograph of a wide mountain landscape", steps=30,
+         cfg=5.0, latent="EmptyFlux2LatentImage", neg="")
+
+
+def minimax_h3(g):
+    """MiniMax-H3: one sampler over the joined video + audio latent; TeaCache decides for both at once.
+    The template guides without CFG (BasicGuider): here KSampler at cfg 1."""
+    unet = g.add("UNETLoader", unet_name="minimax_h3_fl2va_pruned_int8_convrot.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", type="minimax")
+    vvae = g.add("VAELoader", vae_name="minimax_h3_video_vae_int8_convrot.safetensors")
+    avae = g.add("VAELoader", vae_name="minimax_h3_audio_vae_fp32.safetensors")
+    tc = teacache(g, unet)
+    av = g.add("MiniMaxH3ImageToVideo", clip=clip.out(0), vae=vvae.out(0), width=1344, height=768, length=124,
+               prompt="a street drummer plays on upturned buckets at dusk, the beat echoes off the walls")
+    neg = g.add("ConditioningZeroOut", conditioning=av.out(0))
+    ks = ksampler(g, tc, av.out(0), neg.out(0), av.out(1), steps=20, cfg=1.0, sampler="res_multistep")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=ks.out(0))
+    frames = g.add("VAEDecode", samples=stats.out(0), vae=vvae.out(0))
+    g.add("SaveAnimatedWEBP", images=frames.out(0), filename_prefix="dit-cache/minimax_h3", fps=24.0, lossless=False,
+          quality=90, method="default")
+    sound = g.add("VAEDecodeAudio", samples=stats.out(0), vae=avae.out(0))
+    g.add("SaveAudio", audio=sound.out(0), filename_prefix="dit-cache/minimax_h3")
+
+
+def wan22_animate2(g):
+    """Wan Animate 2: a reference character moved by a pose video (its own pose branch)."""
+    tc, pos, neg, vae = _wan_model(g, "wan_animate_2_int8_convrot.safetensors", shift=5.0)
+    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
+    ref = g.add("LoadImage", image="example.png")
+    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=ref.out(0), crop="none")
+    pose = g.add("GetVideoComponents", video=g.add("LoadVideo", file="pose.mp4").out(0))
+    anim = g.add("WanAnimate2ToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=81,
+                 batch_size=1, reference_image=ref.out(0), pose_video=pose.out("images"), clip_vision_output=cvo.out(0))
+    ks = ksampler(g, tc, anim.out("positive"), anim.out("negative"), anim.out("latent"), steps=20, cfg=5.0)
+    trim = g.add("TrimVideoLatent", title="Trim the reference frame", samples=ks.out(0), trim_amount=1)
+    stats_then_decode(g, tc, trim.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_animate2", fps=16.0)
+
+
 WORKFLOWS = {
     "flux_t2i_teacache": flux_t2i,
     "flux_kontext_edit_teacache": flux_kontext,
@@ -851,6 +937,8 @@ WORKFLOWS = {
     "chroma_radiance_teacache": chroma_radiance,
     "longcat_image_teacache": longcat_image,
     "ovis_image_teacache": ovis_image,
+    **{f"{fn.__name__}_teacache": fn for fn in (ernie_image, lens, krea2, ideogram4, boogu, anima, joyimage, mage_flow,
+                                                minimax_h3, wan22_animate2)},
 }
 # The files are generated against the newest tested ComfyUI release (its stock node definitions:
 # widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
@@ -860,7 +948,9 @@ NEEDS_RELEASE: dict[str, str] = {
     name: "0.29.0" for name in (
         "hunyuan_video15_teacache", "ltx2_av_teacache", "kandinsky5_video_teacache", "kandinsky5_image_teacache",
         "flux2_dev_teacache", "flux2_klein_edit_teacache", "z_image_teacache", "longcat_image_teacache",
-        "ovis_image_teacache")}
+        "ovis_image_teacache", "ernie_image_teacache", "lens_teacache", "krea2_teacache", "ideogram4_teacache",
+        "boogu_teacache", "anima_teacache", "joyimage_teacache", "mage_flow_teacache")}
+NEEDS_RELEASE.update({"minimax_h3_teacache": "0.30.0", "wan22_animate2_teacache": "0.30.0"})
 
 
 def release_tuple(version: str) -> tuple:
@@ -873,11 +963,19 @@ def available(name: str, version: str) -> bool:
     return need is None or release_tuple(version) >= release_tuple(need)
 
 
-def build_all(infos: dict, version: str = GENERATED_WITH) -> dict[str, str]:
-    """``{file name: JSON text}`` of every workflow buildable in ComfyUI ``version``."""
+def newer(name: str) -> bool:
+    """Whether workflow ``name`` needs a release newer than ``GENERATED_WITH``: it is generated
+    with such a release (``main`` there writes these and only these)."""
+    return not available(name, GENERATED_WITH)
+
+
+def build_all(infos: dict, version: str = GENERATED_WITH, only_newer: bool | None = None) -> dict[str, str]:
+    """``{file name: JSON text}`` of every workflow buildable in ComfyUI ``version`` (with
+    ``only_newer`` True/False: only those that need / do not need a release newer than
+    ``GENERATED_WITH``)."""
     out = {}
     for name, fn in WORKFLOWS.items():
-        if not available(name, version):
+        if not available(name, version) or only_newer not in (None, newer(name)):
             continue
         g = Graph(infos, name)
         fn(g)
@@ -890,12 +988,15 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
     ns = _comfy()
-    if ns.version != GENERATED_WITH:
+    later = release_tuple(ns.version) > release_tuple(GENERATED_WITH)
+    if ns.version != GENERATED_WITH and not later:
         print(f"the workflows are generated with ComfyUI {GENERATED_WITH}, this is {ns.version}: "
               f"set COMFYUI_PATH to a {GENERATED_WITH} checkout (tests/hosts.py --setup-only gives its Python)")
         return 2
+    if later:
+        print(f"ComfyUI {ns.version}: only the workflows of families newer than {GENERATED_WITH} are generated here")
     infos, _ = object_info(ns)
-    files = build_all(infos)
+    files = build_all(infos, ns.version, only_newer=later)
     changed = []
     for fname, text in files.items():
         path = HERE / fname
@@ -904,7 +1005,7 @@ def main(argv=None) -> int:
             changed.append(fname)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files and newer(p.stem) == later)
     if args.check:
         if changed or stale:
             print("out of date:", ", ".join(changed + stale))
