@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from helpers import adapter_of, summary, teacache
+from helpers import adapter_of, holder_of, summary, teacache
 from pack import sub
 
 
@@ -49,6 +49,25 @@ class TestMiniMaxH3AudioVideo:
                 h = inputs["img"].clone()
                 h[rows] += 0.5 * torch.randn(h[rows].shape, generator=g)
                 assert float(rel_l1(hooks.indicator(dict(inputs, img=h)), ref)) > 0.05, tag
+
+    def test_the_indicator_is_the_first_blocks_attention_input(self, h3):
+        """Block 0's attention input, split into its video and its audio rows (text rows left
+        out), each divided by its size."""
+        m = teacache(h3.patcher, 1e-6)
+        hooks = holder_of(m).hooks
+        measured, seen, original = [], [], hooks.indicator
+        hooks.indicator = lambda inputs: measured.append((original(inputs), inputs["mod_segments"])) or measured[-1][0]
+        attn = m.model.diffusion_model.blocks[0].attn
+        handle = attn.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+        try:
+            tm.sample(h3, steps=2, model=m)
+        finally:
+            handle.remove()
+        assert len(measured) == len(seen) > 0
+        for (ind, segments), h in zip(measured, seen):
+            video, audio = h[_rows(segments, 0)], h[_rows(segments, 2)]
+            expected = torch.cat((video.flatten() / video.numel(), audio.flatten() / audio.numel())).unsqueeze(0)
+            assert torch.allclose(ind, expected, rtol=1e-5, atol=1e-9)
 
     def test_a_reused_step_restores_video_and_audio_of_one_computed_step(self, h3):
         c = tm.import_comfy()
