@@ -859,8 +859,8 @@ def anima(g):
 
 
 def joyimage(g):
-    _t2i(g, "joyimage", "joyai_image_edit_int8_convrot.safetensors", "qwen3vl_8b_joyimage_edit_int8_convrot.safetensors",
-         "joyimage", "wan_2.1_vae.safetensors", "a perfume bottle on a glacier, product photo", steps=40, cfg=4.0,
+    _t2i(g, "joyimage", "joyai_image_edit_int8_convrot.safetensors",
+         "qwen3vl_8b_joyimage_edit_int8_convrot.safetensors", "joyimage", "wan_2.1_vae.safetensors", "a perfume bottle on a glacier, product photo", steps=40, cfg=4.0,
          neg="", encoder=lambda g, clip, text: g.add("TextEncodeJoyImageEdit", clip=clip, prompt=text).out(0))
 
 
