@@ -70,3 +70,19 @@ def test_plot_rows_are_the_named_streams(flux):
     assert [name for _, name in rows] == ["positive", "negative"]
     img = plot.stats_plot(h.last_records, 0.4, h.last_summary)
     assert img.shape[0] == 1 and img.shape[-1] == 3 and img.shape[2] == plot.WIDTH
+
+
+def test_compare_first_line_says_whether_the_difference_is_visible(comfy):
+    cmp = sub("nodes.compare_node")
+    fid = sub("cache_core.metrics").Fidelity
+
+    def line(psnr, ssim, space="image", n=1):
+        return cmp.visibility(space, [fid(psnr, ssim, 0.1, 1.0, 11)] * n)
+    assert line(float("inf"), 1.0).startswith("No difference")
+    assert line(43.0, 0.99).startswith("No visible difference: PSNR 43.00 dB, SSIM 0.990")
+    assert line(43.0, 0.96).startswith("Difference near the threshold of visibility")  # SSIM inside the JND band
+    assert line(36.0, 0.99).startswith("Difference near the threshold of visibility")
+    assert line(28.0, 0.99).startswith("Visible difference") and line(41.0, 0.90).startswith("Visible difference")
+    assert line(50.0, 0.999, space="latent").startswith("Latent difference, visibility not judged")
+    worst = cmp.visibility("image", [fid(45.0, 0.995, 0.1, 1.0, 11), fid(31.0, 0.93, 0.1, 1.0, 11)])
+    assert worst.startswith("Difference near the threshold") and "(worst image #1)" in worst
