@@ -231,7 +231,7 @@ try {
   if (cfg.screenshot_reports && out.final_event?.type === "execution_success") {
     // Cache Stats and Cache Compare side by side at 100% zoom (the README's picture)
     step("screenshot of the reports");
-    await page.evaluate(() => {
+    const clip = await page.evaluate(() => {
       const app = window.__ditApp;
       const g = app.graph;
       const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
@@ -241,9 +241,18 @@ try {
       app.canvas.ds.offset = [-(stats?.pos[0] ?? 0) + 80, -(stats?.pos[1] ?? 0) + 140];
       app.canvas.setDirty(true, true);
       app.canvas.draw(true, true);
+      // the two nodes' box on the page (title bars included), a little margin around it
+      const box = app.canvas.canvas.getBoundingClientRect();
+      const titleH = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+      const nodes = [stats, cmp].filter(Boolean);
+      const [x0, y0] = app.canvas.ds.convertOffsetToCanvas([stats.pos[0], stats.pos[1] - titleH]);
+      const x1 = Math.max(...nodes.map((n) => app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], 0])[0]));
+      const y1 = Math.max(...nodes.map((n) => app.canvas.ds.convertOffsetToCanvas([0, n.pos[1] + n.size[1]])[1]));
+      const x = Math.max(0, box.left + x0 - 12), y = Math.max(0, box.top + y0 - 12);
+      return { x, y, width: Math.min(innerWidth - x, x1 - x0 + 24), height: Math.min(innerHeight - y, y1 - y0 + 24) };
     });
     await page.waitForTimeout(300);
-    await page.screenshot({ path: cfg.screenshot_reports, clip: { x: 64, y: 96, width: 1192, height: 700 } });
+    await page.screenshot({ path: cfg.screenshot_reports, clip });
     out.screenshot_reports = cfg.screenshot_reports;
   }
   out.elapsed_s = (Date.now() - t0) / 1000;
