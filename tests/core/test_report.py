@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cache_core import report
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.sampling import make_controller, sample
 from cache_core.stats import RunRecorder
 from cache_core.teacache import TeaCacheConfig
 
