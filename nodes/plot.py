@@ -224,14 +224,15 @@ def stats_plot(records: list, threshold: float | None, summary: dict | str | Non
             d.line([lx, y + 9, lx + 22, y + 9], fill=col, width=3)
             d.text((lx + 28, y), name, fill=FG, font=fs)
             lx += 28 + _text_w(d, name, fs) + 18
-        for text, draw in (("change", lambda x: d.line([x, y + 9, x + 18, y + 9], fill=FG, width=2)),
-                           ("accumulated: computed", lambda x: d.ellipse([x + 4, y + 4, x + 14, y + 14], fill=FG)),
-                           ("reused", lambda x: d.ellipse([x + 4, y + 4, x + 14, y + 14], outline=FG, width=2)),
-                           (f"threshold {threshold:g}", lambda x: d.line([x, y + 9, x + 18, y + 9], fill=THRESH,
-                                                                          width=2))):
+        for text, mark in (("change", "line"), ("accumulated: computed", "dot"), ("reused", "ring"),
+                           (f"threshold {threshold:g}", "dash")):
             if lx + 24 + _text_w(d, text, fs) > width:
                 lx, y = left, y + 22
-            draw(lx)
+            if mark in ("line", "dash"):
+                d.line([lx, y + 9, lx + 18, y + 9], fill=FG if mark == "line" else THRESH, width=2)
+            else:
+                d.ellipse([lx + 4, y + 4, lx + 14, y + 14], fill=FG if mark == "dot" else None,
+                          outline=None if mark == "dot" else FG, width=2)
             d.text((lx + 24, y), text, fill=FG, font=fs)
             lx += 24 + _text_w(d, text, fs) + 16
         y += 26

@@ -20,10 +20,10 @@ from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
+from . import stream_names
 from .other_caches import refuse_at_sampling, refuse_before
 from .passes import PassClassifier, describe
 from .sampler_noise import describe_sampler
-from . import stream_names
 
 log = logging.getLogger("dit_cache")
 

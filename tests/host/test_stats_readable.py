@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 import issue_models as im
+import pytest
 import tiny_models as tm
 from helpers import holder_of, summary, teacache
 from pack import sub
