@@ -187,7 +187,7 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
     load_only = _load_only(mw, infos, version)
     cfg = {"url": server["url"], "workflow": _workflow(server, mw, infos), "searches": SEARCHES, "screenshot": str(shot),
            "report_types": ["DitCache_CacheCompare"], "screenshot_reports": str(shot.with_name("browser_reports.png")),
-           "load_only": load_only,
+           "load_only": load_only, "search_types": SEARCH_TYPES,
            "chromium": chrome, "timeout_s": BROWSER_TIMEOUT, "user_data_dir": str(tmp_path / "chromium-profile")}
     cfg_path = tmp_path / "driver.json"
     cfg_path.write_text(json.dumps(cfg))

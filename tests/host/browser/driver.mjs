@@ -303,6 +303,10 @@ async function addBySearch(page, input, name) {
     await page.mouse.dblclick(x, y);
     try {
       await input.waitFor({ state: "visible", timeout: 5000 });
+      // still open a frame later (on a busy machine the click and the double-click can merge into
+      // a double-click and a click, which closes the box again)
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      if (!(await input.isVisible())) throw new Error("the search box closed again");
       break;
     } catch (e) {
       if (open >= 8) throw e;
@@ -310,8 +314,8 @@ async function addBySearch(page, input, name) {
       await page.keyboard.press("Escape");
     }
   }
-  await input.click();
-  await input.press("Control+A");
+  await input.click({ timeout: TRY_MS });
+  await input.press("Control+A", { timeout: TRY_MS });
   await page.keyboard.type(name, { delay: 10 }); // as a user types (fill() confused the box)
   // results: <li role="option" aria-label="NAME"> in frontend 1.2x; <div role="option"> whose first
   // text line is the display name in 1.4x
@@ -324,10 +328,21 @@ async function addBySearch(page, input, name) {
     (els) => els.map((e) => e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim()));
   // pick our result with the mouse, as a user does (Enter raced the result list's debounce on a
   // loaded machine and added nothing); the node added must be ours
-  await page.locator('[role="option"]').nth(labels.indexOf(name)).click({ timeout: TRY_MS });
+  // the result list may still re-render (its debounce): mark the element that is our result now
+  // and click that one; a re-render detaches it and this try is done again
+  await page.evaluate((n) => {
+    const label = (e) => e.getAttribute("aria-label") ?? e.innerText.split("\n")[0].trim();
+    document.querySelectorAll("[data-dit-pick]").forEach((e) => e.removeAttribute("data-dit-pick"));
+    [...document.querySelectorAll('[role="option"]')].find((e) => label(e) === n)?.setAttribute("data-dit-pick", "1");
+  }, name);
+  await page.locator("[data-dit-pick]").click({ timeout: TRY_MS });
   await page.waitForFunction(() => window.__ditApp.graph._nodes.length > 0, null, opts);
   await input.waitFor({ state: "hidden", timeout: TRY_MS });
   const types = await page.evaluate(() => window.__ditApp.graph._nodes.map((n) => n.type));
+  const want = cfg.search_types?.[name];
+  if (want && !(types.length === 1 && types[0] === want)) {
+    throw new Error(`picking "${name}" added ${JSON.stringify(types)} (the list changed under the click)`);
+  }
   // what the new node shows: its widgets' values (an empty combo shows "undefined")
   const widgets = await page.evaluate(() => window.__ditApp.graph._nodes.map(
     (n) => (n.widgets ?? []).map((w) => [w.name, w.value === undefined ? "<undefined>" : w.value])));
