@@ -111,9 +111,13 @@ def object_info(ns=None) -> tuple[dict, set]:
 def input_spec(info: dict, name: str):
     for group in ("required", "optional"):
         if name in info["input"].get(group, {}):
-            spec = info["input"][group][name]
-            return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            return _spec(info["input"][group][name])
     raise KeyError(name)
+
+
+# A V3 DynamicCombo (ComfyUI 0.33.0: SaveVideo's ``format``): a combo whose chosen option adds
+# that option's inputs, named ``<combo>.<input>``, right after it (nested combos likewise).
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 
 
 def combo_options(typ, opts) -> list | None:
@@ -121,7 +125,19 @@ def combo_options(typ, opts) -> list | None:
         return list(typ)
     if typ == "COMBO":
         return list(opts.get("options", []))
+    if typ == DYNAMIC_COMBO:
+        return [o["key"] for o in opts.get("options", [])]
     return None
+
+
+def default_value(typ, opts):
+    """The value the page gives a new widget: its default, else its first option."""
+    if "default" in opts:
+        return opts["default"]
+    choices = combo_options(typ, opts)
+    if not choices:
+        raise ValueError("no default and no options")
+    return choices[0]
 
 
 FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".json", ".png", ".jpg", ".jpeg",
@@ -138,7 +154,8 @@ def is_widget(typ, opts) -> bool:
     if opts.get("forceInput"):
         return False
     # a V3 MultiType input ("FLOAT,INT") shows the widget its first type names
-    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or opts.get("widgetType") in WIDGET_TYPES
+    return (isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or typ == DYNAMIC_COMBO
+            or opts.get("widgetType") in WIDGET_TYPES)
 
 
 def ordered_inputs(info: dict) -> list[str]:
@@ -146,20 +163,62 @@ def ordered_inputs(info: dict) -> list[str]:
     return list(order.get("required", [])) + list(order.get("optional", []))
 
 
-def widget_layout(info: dict) -> list[tuple[str, str]]:
-    """``[(input_name, kind)]`` in widgets_values order; kind is "value", "control" (the
-    control_after_generate entry after a seed) or "upload" (the image upload button value)."""
+def _spec(spec):
+    return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+
+
+def widget_slots(info: dict, chosen=None) -> list[tuple[str, str, object, dict]]:
+    """``[(name, kind, type, options)]`` in widgets_values order, as ComfyUI's page lays the
+    widgets out; kind is "value", "control" (the control_after_generate entry after a seed) or
+    "upload" (the image upload button value).
+
+    A DynamicCombo's chosen option puts its own widgets (``format.codec``) right after it, in the
+    option's required-then-optional order (frontend 1.49 ``dynamicWidgets.ts``); ``chosen(name,
+    index, type, options)`` gives the combo's value at widgets_values position ``index`` (default:
+    the combo's default)."""
     out = []
-    for name in ordered_inputs(info):
-        typ, opts = input_spec(info, name)
-        if not is_widget(typ, opts):
-            continue
-        out.append((name, "value"))
-        if opts.get("control_after_generate"):
-            out.append((name, "control"))
-        if opts.get("image_upload") or opts.get("video_upload") or opts.get("audio_upload"):
-            out.append((name, "upload"))
+
+    def walk(specs, prefix):
+        for name, (typ, opts) in specs:
+            full = prefix + name
+            if not is_widget(typ, opts):
+                continue
+            out.append((full, "value", typ, opts))
+            index = len(out) - 1
+            if opts.get("control_after_generate"):
+                out.append((full, "control", typ, opts))
+            if opts.get("image_upload") or opts.get("video_upload") or opts.get("audio_upload"):
+                out.append((full, "upload", typ, opts))
+            if typ == DYNAMIC_COMBO:
+                key = chosen(full, index, typ, opts) if chosen else default_value(typ, opts)
+                option = next((o.get("inputs") or {} for o in opts.get("options", []) if o["key"] == key), {})
+                walk([(k, _spec(v)) for group in ("required", "optional")
+                      for k, v in (option.get(group) or {}).items()], full + ".")
+
+    walk([(name, input_spec(info, name)) for name in ordered_inputs(info)], "")
     return out
+
+
+def widget_layout(info: dict) -> list[tuple[str, str]]:
+    """``[(input_name, kind)]`` of :func:`widget_slots` with every DynamicCombo at its default."""
+    return [(name, kind) for name, kind, _, _ in widget_slots(info)]
+
+
+def loaded_widgets(info: dict, values: list) -> tuple[list[tuple[str, str, object, dict, object]], int]:
+    """What the page makes of a node's saved ``widgets_values`` (assigned in order; a widget past
+    the end keeps its default, as when a newer release adds one): ``([(name, kind, type, options,
+    value)], number of values left over)``."""
+    slots = widget_slots(info, lambda name, i, typ, opts: values[i] if i < len(values) else default_value(typ, opts))
+    out = []
+    for i, (name, kind, typ, opts) in enumerate(slots):
+        if i < len(values):
+            value = values[i]
+        elif kind == "value":
+            value = default_value(typ, opts)
+        else:
+            value = "fixed" if kind == "control" else "image"
+        out.append((name, kind, typ, opts, value))
+    return out, max(0, len(values) - len(slots))
 
 
 # ------------------------------------------------------------------ graph builder
@@ -262,14 +321,17 @@ class Graph:
         out_nodes = []
         for n in sorted(self.nodes, key=lambda n: n.id):
             values = []
-            for name, kind in widget_layout(n.info):
+            def value(name, typ, opts, n=n):
+                return n.widgets[name] if name in n.widgets else default_value(typ, opts)
+            slots = widget_slots(n.info, lambda name, i, typ, opts: value(name, typ, opts))
+            for name, kind, typ, opts in slots:
                 if kind == "value":
-                    values.append(n.widgets[name])
+                    values.append(value(name, typ, opts))
                 elif kind == "control":
                     values.append("fixed")
                 else:
                     values.append("image")
-            n_w = sum(1 for _, k in widget_layout(n.info) if k != "control")
+            n_w = sum(1 for _, k, _, _ in slots if k != "control")
             multiline = sum(1 for name in n.widgets
                             if input_spec(n.info, name)[1].get("multiline"))
             h = 46 + 24 * max(len(n.inputs), len(n.info["output"])) + 26 * n_w + 90 * multiline
@@ -788,9 +850,10 @@ TABLE: list[Workflow] = [
 WORKFLOWS: dict[str, Workflow] = {
     w.file: w for w in TABLE
 }
-# The files are generated against the newest tested ComfyUI release (its stock node definitions:
-# widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
-# workflows for families that exist only in newer releases are listed here with that release.
+# The files are generated against one tested ComfyUI release (its stock node definitions: widget
+# orders, output slots); the other releases load them too (tests/host/test_workflows.py checks each
+# file as that release's page loads it). Workflows for families that exist only in newer releases
+# are listed here with that release, and are generated with it (``generated_with``).
 GENERATED_WITH = "0.29.0"
 NEEDS_RELEASE: dict[str, str] = {w.file: w.needs for w in TABLE if w.needs}
 
@@ -803,6 +866,13 @@ def available(name: str, version: str) -> bool:
     """Whether workflow ``name`` (no ``.json``) can be built and loaded in ComfyUI ``version``."""
     need = NEEDS_RELEASE.get(name)
     return need is None or release_tuple(version) >= release_tuple(need)
+
+
+def generated_with(name: str) -> str:
+    """The ComfyUI release workflow ``name`` is generated with: ``GENERATED_WITH``, or the newer
+    release the family needs."""
+    need = NEEDS_RELEASE.get(name, GENERATED_WITH)
+    return max(need, GENERATED_WITH, key=release_tuple)
 
 
 def build_all(infos: dict, version: str = GENERATED_WITH) -> dict[str, str]:
@@ -822,12 +892,13 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
     ns = _comfy()
-    if ns.version != GENERATED_WITH:
-        print(f"the workflows are generated with ComfyUI {GENERATED_WITH}, this is {ns.version}: "
-              f"set COMFYUI_PATH to a {GENERATED_WITH} checkout (tests/hosts.py --setup-only gives its Python)")
+    releases = sorted({generated_with(name) for name in WORKFLOWS}, key=release_tuple)
+    if ns.version not in releases:
+        print(f"the workflows are generated with ComfyUI {' and '.join(releases)}, this is {ns.version}: "
+              f"set COMFYUI_PATH to such a checkout (tests/hosts.py --setup-only gives its Python)")
         return 2
     infos, _ = object_info(ns)
-    files = build_all(infos)
+    files = {f: t for f, t in build_all(infos, ns.version).items() if generated_with(f[:-len(".json")]) == ns.version}
     changed = []
     for fname, text in files.items():
         path = HERE / fname
@@ -836,14 +907,16 @@ def main(argv=None) -> int:
             changed.append(fname)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.stem not in WORKFLOWS)
+    others = [r for r in releases if r != ns.version]
+    elsewhere = f" (the others are generated with ComfyUI {' and '.join(others)})" if others else ""
     if args.check:
         if changed or stale:
             print("out of date:", ", ".join(changed + stale))
             return 1
-        print(f"{len(files)} workflows up to date")
+        print(f"{len(files)} workflows up to date{elsewhere}")
         return 0
-    print(f"wrote {len(changed)} of {len(files)} workflows" + (f"; not generated here: {stale}" if stale else ""))
+    print(f"wrote {len(changed)} of {len(files)} workflows{elsewhere}" + (f"; not generated by this script: {stale}" if stale else ""))
     return 0
 
 
