@@ -281,7 +281,7 @@ class CacheController:
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
                 self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
-            if self.sync is not None and not self.sync.agree(not ctx.reason):
+            if self.sync is not None and not self.sync.agree(not ctx.reason, step=ctx.info.step):
                 ctx.reason = ctx.reason or "sync"  # another rank of the group must compute
             if not ctx.reason:
                 ctx.skip = True
@@ -292,7 +292,7 @@ class CacheController:
             self._reset_accumulators(streams)
         else:
             if self.sync is not None:
-                self.sync.agree(False)  # this rank computes: so do all
+                self.sync.agree(False, step=ctx.info.step)  # this rank computes: so do all
             if any(not d.compute for d in decisions):
                 # a batched forward computes every stream when any stream needs it; all accumulators restart
                 self._reset_accumulators(streams)
@@ -308,7 +308,7 @@ class CacheController:
             d, r = l1_sums(c, s.prev_indicator) if s.prev_indicator is not None else (0.0, 0.0)
             diffs.append(d)
             refs.append(r)
-        values = self.sync.relative_changes(diffs, refs)
+        values = self.sync.relative_changes(diffs, refs, self.ctx.info.step)
         return [v for v, s in zip(values, states) if s.prev_indicator is not None]
 
     def _reset_accumulators(self, streams) -> None:
@@ -444,7 +444,7 @@ class CacheController:
             return True
         ok = forecast.all_finite(tensors)
         if self.sync is not None:
-            ok = self.sync.agree(ok, "L2C forecast check")
+            ok = self.sync.agree(ok, "L2C forecast check", self.ctx.info.step if self.ctx is not None else 0)
         if ok:
             return True
         self.recorder.note("an L2C forecast was not finite; those layers computed instead")

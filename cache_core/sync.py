@@ -39,6 +39,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
+_STEPS = 1_000_003  # steps per decision stamp (a prime above any step count)
+
 
 class DecisionSyncError(RuntimeError):
     """Ranks that must take the same caching decision could not agree (different decision
@@ -57,11 +59,12 @@ class DecisionSync:
     """Base interface; :class:`TorchDistSync` implements it over ``torch.distributed``."""
 
     def relative_changes(self, diff_sums: Sequence[torch.Tensor | float],
-                         ref_sums: Sequence[torch.Tensor | float]) -> list[float]:
-        """Per stream: sum over the token group of ``diff_sums[i]`` over the sum of ``ref_sums[i]``."""
+                         ref_sums: Sequence[torch.Tensor | float], step: int = 0) -> list[float]:
+        """Per stream: sum over the token group of ``diff_sums[i]`` over the sum of ``ref_sums[i]``.
+        ``step`` (the sampling step) is checked to be the same on every rank."""
         raise NotImplementedError
 
-    def agree(self, local_ok: bool, what: str = "skip") -> bool:
+    def agree(self, local_ok: bool, what: str = "skip", step: int = 0) -> bool:
         """True when ``local_ok`` is true on every rank of the branch group."""
         raise NotImplementedError
 
@@ -157,15 +160,23 @@ class TorchDistSync(DecisionSync):
                                     f"{self.decisions} did not complete within {self.timeout:g} s")
         return t.cpu()
 
+    def _stamp(self, step: int) -> float:
+        """Decision counter and step in one float64 (exact below 2**53)."""
+        return float(self.decisions * _STEPS + int(step) % _STEPS)
+
     def _check_counter(self, lo: float, hi: float, what: str) -> None:
         if lo != hi:
             import torch.distributed as dist
+
+            def say(v: float) -> str:
+                v = int(round(v))
+                return f"decision {v // _STEPS} (step {v % _STEPS})"
             raise DecisionSyncError(
                 f"dit-cache: ranks are out of step at the {what} of a caching decision: rank {dist.get_rank()} "
-                f"is at decision {self.decisions}, the ranks range from {lo:g} to {hi:g}. Every rank of the "
-                "parallel group must run the same model forwards in the same order.")
+                f"is at decision {self.decisions}; the ranks range from {say(lo)} to {say(hi)}. Every rank of "
+                "the parallel group must run the same model forwards in the same order.")
 
-    def relative_changes(self, diff_sums, ref_sums) -> list[float]:
+    def relative_changes(self, diff_sums, ref_sums, step: int = 0) -> list[float]:
         import torch.distributed as dist
         self.decisions += 1
         n = len(diff_sums)
@@ -174,23 +185,24 @@ class TorchDistSync(DecisionSync):
             vals[2 * i] = float(diff_sums[i])
             vals[2 * i + 1] = float(ref_sums[i])
         # counter and its square: their sums over W ranks are W*c and W*c^2 only when all agree
-        vals[2 * n] = self.decisions
-        vals[2 * n + 1] = float(self.decisions) ** 2
+        vals[2 * n] = self._stamp(step)
+        vals[2 * n + 1] = self._stamp(step) ** 2
         if self.token_group is not None and self._tw > 1:
             vals = self._reduce(vals, dist.ReduceOp.SUM, self.token_group, "indicator statistics")
             w = self._tw
             mean = vals[2 * n].item() / w
-            spread = max(0.0, vals[2 * n + 1].item() / w - mean * mean) ** 0.5  # std of the counters
-            if spread > 1e-6 * max(1.0, mean):
+            spread = max(0.0, vals[2 * n + 1].item() / w - mean * mean) ** 0.5  # std of the stamps
+            if spread > 0.25:
                 self._check_counter(mean - spread, mean + spread, "indicator statistics")
         return [float(vals[2 * i] / max(vals[2 * i + 1].item(), 1e-12)) for i in range(n)]
 
-    def agree(self, local_ok: bool, what: str = "skip") -> bool:
+    def agree(self, local_ok: bool, what: str = "skip", step: int = 0) -> bool:
         import torch.distributed as dist
         if what != "skip":
             self.decisions += 1
-        # MAX of (not ok, counter, -counter): any rank that cannot skip wins; counters min and max
-        t = torch.tensor([0.0 if local_ok else 1.0, self.decisions, -self.decisions], dtype=torch.float64)
+        # MAX of (not ok, stamp, -stamp): any rank that cannot skip wins; the stamps' max and min
+        stamp = self._stamp(step)
+        t = torch.tensor([0.0 if local_ok else 1.0, stamp, -stamp], dtype=torch.float64)
         t = self._reduce(t, dist.ReduceOp.MAX, self.branch_group, what)
         self._check_counter(-t[2].item(), t[1].item(), what)
         return t[0].item() == 0.0
