@@ -115,10 +115,12 @@ class TorchDistSync(DecisionSync):
     raising :class:`DecisionSyncError`.
 
     The reductions run on ``device`` (CPU for gloo groups, the rank's GPU for NCCL groups): a few
-    scalars per decision, and one host sync, which the single-process decision already has."""
+    scalars per decision, and one host sync, which the single-process decision already has.
+    ``gather_group``: the token group's ranks on the tensors' own backend (NCCL for CUDA tensors),
+    for :meth:`gather_tokens`; default ``token_group``."""
 
     def __init__(self, token_group=None, branch_group=None, cfg_rank: int = 0, cfg_world: int = 1,
-                 timeout: float = 60.0, device: torch.device | str = "cpu"):
+                 timeout: float = 60.0, device: torch.device | str = "cpu", gather_group=None):
         import torch.distributed as dist
         if not dist.is_initialized():
             raise DecisionSyncError("torch.distributed is not initialised: a decision sync needs the process "
@@ -126,6 +128,7 @@ class TorchDistSync(DecisionSync):
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}; try 60")
         self.token_group = token_group
+        self.gather_group = gather_group if gather_group is not None else token_group
         self.branch_group = branch_group if branch_group is not None else dist.group.WORLD
         self.cfg_rank = int(cfg_rank)
         self.cfg_world = int(cfg_world)
@@ -214,7 +217,7 @@ class TorchDistSync(DecisionSync):
         t = t.contiguous()
         parts = [torch.empty_like(t) for _ in range(self._tw)]
         try:
-            work = dist.all_gather(parts, t, group=self.token_group, async_op=True)
+            work = dist.all_gather(parts, t, group=self.gather_group, async_op=True)
             work.wait(timeout=datetime.timedelta(seconds=self.timeout))
         except Exception as e:
             raise DecisionSyncError(f"dit-cache: rank {dist.get_rank()}: gathering the stack input over the "
@@ -223,7 +226,7 @@ class TorchDistSync(DecisionSync):
 
 
 def make_sync(token_group=None, branch_group=None, cfg_rank: int = 0, cfg_world: int = 1,
-              timeout: float = 60.0, device: torch.device | str = "cpu") -> TorchDistSync | None:
+              timeout: float = 60.0, device: torch.device | str = "cpu", gather_group=None) -> TorchDistSync | None:
     """A :class:`TorchDistSync`, or None where nothing needs syncing (torch.distributed not
     initialised, or a branch group of one rank): then the controller keeps the single-process path."""
     import torch.distributed as dist
@@ -232,7 +235,7 @@ def make_sync(token_group=None, branch_group=None, cfg_rank: int = 0, cfg_world:
     group = branch_group if branch_group is not None else dist.group.WORLD
     if _group_size(group) <= 1 and (token_group is None or _group_size(token_group) <= 1):
         return None
-    return TorchDistSync(token_group, branch_group, cfg_rank, cfg_world, timeout, device)
+    return TorchDistSync(token_group, branch_group, cfg_rank, cfg_world, timeout, device, gather_group)
 
 
 __all__ = ["DecisionSync", "DecisionSyncError", "TorchDistSync", "l1_sums", "make_sync"]
