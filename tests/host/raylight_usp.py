@@ -52,6 +52,8 @@ def boot(rank: int, world: int, port: int, sp: int, cfg: int = 1) -> None:
     """Join the gloo group and set up xFuser's parallel state as raylight's
     ``initialize_xfuser_parallel`` does (``sp`` Ulysses ranks x ``cfg`` CFG ranks)."""
     import torch.distributed as dist
+    if not (RAYLIGHT_SRC / "xfuser_compat.py").is_file():
+        raise RuntimeError(f"raylight's source is not at {RAYLIGHT_SRC}; set DITCACHE_RAYLIGHT to a raylight checkout")
     sys.path.insert(0, str(deps_dir()))
     pkg = types.ModuleType("raylight")
     pkg.__path__ = [str(RAYLIGHT_SRC)]
