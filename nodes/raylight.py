@@ -96,7 +96,7 @@ def install_in_worker(model, settings: dict, sync=...):
 def _node():
     from comfy_api.latest import io
 
-    from .teacache_node import AUTO_THRESHOLD, coefficient_choices, reuse_input
+    from .teacache_node import reuse_input, threshold_inputs
     actors = io.Custom("RAY_ACTORS")
 
     class RayTeaCachePatch(io.ComfyNode):
@@ -111,15 +111,7 @@ def _node():
                             "that share the image's tokens. Place it after raylight's model loader.",
                 inputs=[
                     actors.Input("ray_actors", tooltip="raylight's workers (from its Ray Init / model loader nodes)."),
-                    io.Float.Input("rel_l1_thresh", default=AUTO_THRESHOLD, min=-1.0, max=10.0, step=0.01,
-                                   tooltip="As in TeaCache Patch: higher = faster, lower quality; 0 = off; -1 = "
-                                           "the recommended value for the detected family."),
-                    io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                                   tooltip="Schedule position before which every step computes."),
-                    io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                                   tooltip="Schedule position after which every step computes."),
-                    io.Combo.Input("coefficients", options=coefficient_choices(), default="auto",
-                                   tooltip="Rescaling polynomial; auto = the published set for the detected family."),
+                    *threshold_inputs(),
                     io.Int.Input("max_consecutive_skips", default=0, min=0, max=1000,
                                  tooltip="Compute at least every N+1 steps. 0 = no cap."),
                     reuse_input("skipped step"),

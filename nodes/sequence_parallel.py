@@ -14,7 +14,6 @@ residual in the last block's layout instead.
 """
 from __future__ import annotations
 
-import torch
 
 from .adapters.base import AdapterMismatchError
 from .adapters.flux import FluxHooks
