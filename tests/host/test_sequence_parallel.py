@@ -56,7 +56,7 @@ def _tiny(fam):
 
 
 def _settings(fam, reuse="cached"):
-    return sub("nodes.raylight").teacache_settings(THRESH[fam], "raw", reuse=reuse, sync_timeout=60)
+    return sub("nodes.raylight").teacache_settings(THRESH[fam], "raw", reuse=reuse, sync_timeout=300)  # generous: 2 shared cores
 
 
 def _l2c_compute(n_blocks):
