@@ -49,7 +49,7 @@ class CacheRun:
             rec.note(n)
         self.recorder = rec
         self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
-                                          l2c_reuse=holder.l2c_reuse)
+                                          l2c_reuse=holder.l2c_reuse, sync=holder.sync)
         self.passes = PassClassifier()
 
 
@@ -72,6 +72,7 @@ class CacheHolder:
         self.notes: list[str] = []  # said in every run's stats (e.g. an earlier node's settings replaced)
         self.runs_finished = 0
         self._active: CacheRun | None = None
+        self.sync = None  # a decision sync across ranks (cache_core/sync.py; set by nodes/raylight.py)
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options. A holder is settings plus the last run's
@@ -113,6 +114,8 @@ class CacheHolder:
                         self.l2c_label if l2c_label is None else l2c_label,
                         self.l2c_reuse if l2c_reuse is None else l2c_reuse)
         h.calibrated = self.calibrated if teacache is ... else []
+        if self.sync is not None:  # the ranks' sync and the hooks of their token layout
+            h.sync, h.hooks = self.sync, self.hooks
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------

@@ -123,6 +123,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -693,13 +694,17 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     return patcher, sd, loaded_via
 
 
-def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> TinyModel:
-    """Build a tiny random-weight model of ``family`` (see ``FAMILIES``)."""
+def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch.float32, seed: int = 0,
+          unet_overrides: Optional[Dict[str, Any]] = None) -> TinyModel:
+    """Build a tiny random-weight model of ``family`` (see ``FAMILIES``); ``unet_overrides``
+    changes its unet config (e.g. more attention heads for sequence-parallel tests)."""
     c = import_comfy()
     family, variant = _resolve(family, variant)
     if (family, variant) in UNAVAILABLE:
         raise RuntimeError(UNAVAILABLE[(family, variant)])
     spec = SPECS[(family, variant)]
+    if unet_overrides:
+        spec = dataclasses.replace(spec, unet_config=dict(spec.unet_config, **unet_overrides))
     if not _release_has(spec.requires):
         raise RuntimeError(f"this ComfyUI ({c.version}) has no comfy.supported_models.{spec.requires}")
     with torch.random.fork_rng(devices=[]):
