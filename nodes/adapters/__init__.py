@@ -59,9 +59,12 @@ def detect(model_patcher) -> Adapter:
             ok = False
         if ok:
             return cls(model_patcher)
-    raise UnsupportedModelError(
-        f"dit-cache does not support this model: {model_name(model_patcher)}. Supported families: "
-        + "; ".join(supported_names()) + ". Connect one of those models, or remove the cache node.")
+    if dm is None:
+        raise UnsupportedModelError(
+            f"dit-cache does not support this model: {model_name(model_patcher)}. Supported families: "
+            + "; ".join(supported_names()) + ". Connect one of those models, or remove the cache node.")
+    from .generic import GenericAdapter
+    return GenericAdapter.for_model(model_patcher)  # any other DiT, or an error saying why not
 
 
 def model_name(model_patcher) -> str:

@@ -337,7 +337,12 @@ SPECS.update({
     ), False, blocks=_DOUBLE_SINGLE, requires="comfy.ldm.flux.model:FluxParams.yak_mlp"),
 })
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev"}
+from tiny_generic import GENERIC_SPECS, generic_cond  # noqa: E402  (the generic route's families)
+
+SPECS.update({k: _Spec(**v) for k, v in GENERIC_SPECS.items()})
+
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev",
+                   "pixart": "alpha"}
 
 
 def _release_has(requirement: Optional[str]) -> bool:
@@ -797,6 +802,8 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         ctx = rn(batch, L, uc["caption_channels"][0])
     elif fam == "cosmos_predict2":
         pass
+    elif any(f == fam for f, _ in GENERIC_SPECS):
+        ctx, extra = generic_cond(tiny, positive, batch, h, w, frames, rn)
     return [[ctx, extra]]
 
 
