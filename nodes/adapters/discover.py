@@ -1,6 +1,6 @@
 """Finds a diffusion transformer's main block stack without knowing its family (the generic route).
 
-A DiT's stack is a ``ModuleList`` of identical blocks (one class, the same weight shapes) that the
+A DiT's stack is a ``ModuleList`` of blocks of one class and one width that the
 forward runs in order, each taking and returning the hidden state(s). The main one is the list
 holding the most parameters (AuraFlow's 32 single layers rather than its 4 double layers; Omnigen2's
 layers rather than its refiners). How the forward calls them is read from ComfyUI's source:
@@ -60,12 +60,16 @@ def block_lists(dm: torch.nn.Module) -> list[tuple[str, torch.nn.ModuleList]]:
     return found
 
 
-def identical(blocks) -> bool:
-    """Same weight names and shapes in every block (a UNet's lists change width block to block)."""
-    def shapes(b):
-        return [(k, tuple(v.shape)) for k, v in b.state_dict().items()]
-    first = shapes(blocks[0])
-    return all(shapes(b) == first for b in blocks[1:])
+def one_width(blocks) -> bool:
+    """Every weight name the blocks share has one shape in all of them but the last (a UNet's lists
+    change width block to block; HunyuanDiT's later blocks add a skip projection and Mochi's last
+    block drops its text update, which is fine)."""
+    seen: dict = {}
+    for b in blocks[:-1]:
+        for k, v in b.state_dict().items():
+            if seen.setdefault(k, tuple(v.shape)) != tuple(v.shape):
+                return False
+    return True
 
 
 def _class_source(cls) -> str:
@@ -129,9 +133,9 @@ def find_stack(dm: torch.nn.Module) -> BlockStack:
     if not lists:
         raise NoBlockStack(f"{type(dm).__name__} has no list of two or more blocks of one class")
     path, blocks = lists[0]
-    if not identical(blocks):
-        raise NoBlockStack(f"the blocks of {type(dm).__name__}.{path} differ in their weight shapes (a UNet's do), "
-                           "so they do not carry one hidden state of one width")
+    if not one_width(blocks):
+        raise NoBlockStack(f"the blocks of {type(dm).__name__}.{path} change width from block to block (a "
+                           "UNet's do), so they do not carry one hidden state of one width")
     rep = replace_route(dm, path)
     if rep is not None:
         return BlockStack(path, tuple(blocks), rep[0], rep[1])

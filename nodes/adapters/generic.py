@@ -27,7 +27,7 @@ from .discover import BlockStack, NoBlockStack, find_stack
 log = logging.getLogger("dit_cache")
 
 # What a model needs for the generic route, said in every refusal
-NEEDS = ("the generic route caches any diffusion transformer whose main block list holds identical blocks "
+NEEDS = ("the generic route caches any diffusion transformer whose main block list holds blocks of one class and width "
          "that take and return the same hidden states, where reusing the stack's residual reproduces its "
          "output")
 # Block 0's input streams: on the reference DiT and the Flux digits model it tracks the output change

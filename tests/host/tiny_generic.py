@@ -11,24 +11,24 @@ import torch
 # (family, variant) -> keyword arguments of tiny_models._Spec (built by tiny_models, which owns _Spec)
 GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
     ("aura_flow", None): dict(config_class="AuraFlow", unet_config=dict(
-        cond_seq_dim=64, dim=64, n_layers=3, n_double_layers=1, n_heads=2, max_seq=64), detect=False,
-        blocks=("single_layers",)),
+        cond_seq_dim=2048, dim=64, n_layers=3, n_double_layers=1, n_heads=2, max_seq=64), detect=False,
+        ctx_dim=2048, blocks=("single_layers",)),
     ("pixart", "alpha"): dict(config_class="PixArtAlpha", unet_config=dict(
-        image_model="pixart_alpha", num_heads=2, patch_size=2, hidden_size=64, in_channels=4, depth=2,
-        model_max_length=8, input_size=32, pe_interpolation=1, micro_condition=True), detect=False,
-        blocks=("blocks",)),
+        image_model="pixart_alpha", num_heads=2, patch_size=4, hidden_size=96, in_channels=4, depth=2,
+        model_max_length=8, input_size=48, pe_interpolation=1, micro_condition=True), detect=False,
+        ctx_dim=4096, blocks=("blocks",), latent_scale=3, latent_min=36),
     ("pixart", "sigma"): dict(config_class="PixArtSigma", unet_config=dict(
-        image_model="pixart_sigma", num_heads=2, patch_size=2, hidden_size=64, in_channels=4, depth=2,
-        model_max_length=8, input_size=32, pe_interpolation=1, micro_condition=False), detect=False,
-        blocks=("blocks",)),
+        image_model="pixart_sigma", num_heads=2, patch_size=4, hidden_size=96, in_channels=4, depth=2,
+        model_max_length=8, input_size=48, pe_interpolation=1, micro_condition=False), detect=False,
+        ctx_dim=4096, blocks=("blocks",), latent_scale=3, latent_min=36),
     ("hunyuan_dit", None): dict(config_class="HunyuanDiT1", unet_config=dict(
         image_model="hydit1", depth=4, hidden_size=64, num_heads=2, size_cond=True, use_style_cond=True,
         text_states_dim=64, text_states_dim_t5=64, text_len=8, text_len_t5=8), detect=False, blocks=("blocks",)),
     ("mochi", None): dict(config_class="GenmoMochi", unet_config=dict(
         image_model="mochi_preview", depth=2, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=64,
-        mlp_ratio_x=4.0, mlp_ratio_y=4.0, in_channels=12, qk_norm=True, qkv_bias=False, out_bias=True,
-        patch_embed_bias=True, timestep_mlp_bias=True, timestep_scale=1000.0, t5_feat_dim=64, t5_token_length=8,
-        rope_theta=10000.0, attention_mode="sdpa"), detect=False, video=True, default_frames=2,
+        mlp_ratio_x=192.0, mlp_ratio_y=4.0, in_channels=12, use_t5=True, qk_norm=True, qkv_bias=False, out_bias=True,
+        patch_embed_bias=True, timestep_mlp_bias=True, timestep_scale=1000.0, learn_sigma=False, t5_feat_dim=64, t5_token_length=8,
+        rope_theta=10000.0), detect=False, video=True, default_frames=2, ctx_dim=64,
         blocks=("blocks",)),
     ("cogvideox", None): dict(config_class="CogVideoX_T2V", unet_config=dict(
         image_model="cogvideox", num_attention_heads=2, attention_head_dim=32, time_embed_dim=64, num_layers=2,
@@ -57,6 +57,8 @@ def generic_cond(tiny, positive: bool, batch: int, h: int, w: int, frames: int, 
         extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)
         extra["conditioning_mt5xl"] = rn(batch, L, tiny.unet_config["text_states_dim_t5"])
         extra["attention_mask_mt5xl"] = torch.ones([batch, L], dtype=torch.long)
+    elif fam == "omnigen2":
+        extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)
     elif fam == "mochi":
         m = torch.zeros([batch, L], dtype=torch.long)
         m[:, : (7 if positive else 4)] = 1

@@ -161,6 +161,10 @@ class _Spec:
     # submodules ComfyUI builds at a fixed full size whatever the config (HuMo's audio projection,
     # Animate's face motion encoder): not counted against the tiny size
     fixed_size: Tuple[str, ...] = ()
+    # latent rows/columns per requested one, and the fewest: PixArt's position embedding needs more
+    # than 32 (its base size, round((h + w) / 2 / 64) * 64 // patch, is 0 below that)
+    latent_scale: int = 1
+    latent_min: int = 0
 
 
 _FLUX_BASE = dict(
@@ -423,6 +427,8 @@ class TinyModel:
     expert_split: float = 0.5
     # latent audio frames of audio-video models (LTX-2), 0 otherwise
     audio_frames: int = 0
+    latent_scale: int = 1  # see _Spec.latent_scale
+    latent_min: int = 0
 
     @property
     def name(self) -> str:
@@ -447,6 +453,7 @@ class TinyModel:
         passed through ``comfy.sample.fix_empty_latent_channels`` (so it has
         exactly the shape that gets sampled).  h, w in latent pixels."""
         c = import_comfy()
+        h, w = (max(s * self.latent_scale, self.latent_min) for s in (h, w))
         if self.video:
             f = self.default_frames if frames is None else frames
             lat = torch.zeros([batch, self.latent_channels, f, h, w])
@@ -653,7 +660,8 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
         unet_config=dict(patcher.model.model_config.unet_config), loaded_via=loaded_via, video=spec.video,
         latent_channels=lf.latent_channels, default_frames=spec.default_frames, dtype=dtype, seed=seed,
         ctx_dim=spec.ctx_dim, ctx_tokens=spec.ctx_tokens, state_dict=sd, experts=experts,
-        audio_frames=spec.audio_frames,
+        audio_frames=spec.audio_frames, latent_scale=spec.latent_scale,
+        latent_min=spec.latent_min,
     )
 
 
