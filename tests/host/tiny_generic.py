@@ -28,7 +28,7 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         image_model="mochi_preview", depth=2, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=64,
         mlp_ratio_x=192.0, mlp_ratio_y=4.0, in_channels=12, use_t5=True, qk_norm=True, qkv_bias=False, out_bias=True,
         patch_embed_bias=True, timestep_mlp_bias=True, timestep_scale=1000.0, learn_sigma=False, t5_feat_dim=64, t5_token_length=8,
-        rope_theta=10000.0), detect=False, video=True, default_frames=2, ctx_dim=64,
+        rope_theta=10000.0), detect=False, video=True, default_frames=1, ctx_dim=64,
         blocks=("blocks",)),
     ("cogvideox", None): dict(config_class="CogVideoX_T2V", unet_config=dict(
         image_model="cogvideox", num_attention_heads=2, attention_head_dim=32, time_embed_dim=64, num_layers=2,
