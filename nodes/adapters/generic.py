@@ -169,10 +169,11 @@ class GenericAdapter(Adapter):
             model_patcher.add_object_patch(key, BlockForwardPatch(i, holder, module, io, prev))
 
     # -- the first-run check -----------------------------------------------------------------
-    def check_first_run(self, run, controller, out, evaluate) -> None:
+    def check_first_run(self, run, controller, x, out, evaluate) -> None:
         """After the first evaluation of ``run`` that computed and stored a residual: ``evaluate``
-        (the same evaluation) again with every block reused; the outputs must agree to the model
-        dtype's rounding. Costs the model's work outside the blocks, once per run."""
+        (the same evaluation of input ``x``) again with every block reused; the denoised outputs
+        must agree to the model dtype's rounding, relative to their largest value. Costs the
+        model's work outside the blocks, once per run."""
         ctx = controller.ctx
         if run in self._checked or ctx is None or not ctx.cached or ctx.skip or controller.teacache is None \
                 or not ctx.decisions or not torch.is_tensor(out):

@@ -197,6 +197,8 @@ AUTO = {
     "wan22:s2v": ("wan", "raw", 0.05),
     "wan22:animate": ("wan", "raw", 0.05),
 }
+AUTO.update({f: ("generic", "raw", 0.1) for f in FAMILIES if (f.split(":")[0], None) in tm.GENERIC_SPECS
+             or tuple(f.split(":")) in tm.GENERIC_SPECS})  # the generic route
 
 
 @pytest.mark.parametrize("fam", [f for f in FAMILIES if f in AUTO])
