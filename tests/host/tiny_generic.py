@@ -45,6 +45,10 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         hidden_size=64, in_channels=16, multiple_of=16, norm_eps=1e-5, num_attention_heads=2, num_kv_heads=1,
         num_layers=2, num_refiner_layers=1, out_channels=None, patch_size=2, text_feat_dim=64,
         timestep_scale=1000.0), detect=False, blocks=("layers",)),
+    ("pixeldit", None): dict(config_class="PixelDiTT2I", unet_config=dict(
+        image_model="pixeldit_t2i", in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8,
+        pixel_attn_hidden_size=32, pixel_num_groups=2, patch_depth=2, pixel_depth=1, patch_size=4, txt_embed_dim=64,
+        txt_max_length=8), detect=False, blocks=("patch_blocks",), requires="PixelDiTT2I"),
 }
 
 
