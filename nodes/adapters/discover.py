@@ -2,8 +2,9 @@
 
 A DiT's stack is a ``ModuleList`` of blocks of one class and one width that the
 forward runs in order, each taking and returning the hidden state(s). The main one is the list
-holding the most parameters (AuraFlow's 32 single layers rather than its 4 double layers; Omnigen2's
-layers rather than its refiners). How the forward calls them is read from ComfyUI's source:
+holding the most parameters among those the model's own forward runs (AuraFlow's 32 single layers
+rather than its 4 double layers; Omnigen2's layers rather than its refiners; ACE-Step's transformer
+blocks, never its lyric encoder's). How the forward calls them is read from ComfyUI's source:
 
 * **block replacement**: the loop over the list looks up ``blocks_replace[("<kind>", i)]`` and its
   ``block_wrap`` fills ``out["<stream>"]``: those keys are the hidden streams;
@@ -132,7 +133,10 @@ def find_stack(dm: torch.nn.Module) -> BlockStack:
     lists = block_lists(dm)
     if not lists:
         raise NoBlockStack(f"{type(dm).__name__} has no list of two or more blocks of one class")
-    path, blocks = lists[0]
+    # the main stack is run by the model's own forward, not by a submodule (ACE-Step's lyric encoder)
+    src = _class_source(type(dm))
+    own = [(p, b) for p, b in lists if re.search(r"self\." + re.escape(p) + r"\b", src)]
+    path, blocks = (own or lists)[0]
     if not one_width(blocks):
         raise NoBlockStack(f"the blocks of {type(dm).__name__}.{path} change width from block to block (a "
                            "UNet's do), so they do not carry one hidden state of one width")
