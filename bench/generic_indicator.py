@@ -7,7 +7,7 @@ indicator, y = that of the model output (velocity). Reported per indicator: Pear
 Spearman rho, and the relative error of the constrained order-2 polynomial fit y ~ p(x) (what a
 calibration would reach; lower is better).
 
-* the reference DiT (``cache_core/reference_dit.py``): 4 seeds x 8 labels, 20 steps, cfg 3;
+* the reference DiT (``dit_reference/model.py``): 4 seeds x 8 labels, 20 steps, cfg 3;
 * the Flux digits model through ComfyUI (with ``--comfy``: run by a ComfyUI environment's python with
   ``COMFYUI_PATH`` set): 4 seeds x 8 digits, 20 euler steps, cfg 3; the generic route's stack
   there is the single blocks (the larger list), the Flux adapter's indicator is double block 0's.
@@ -43,8 +43,8 @@ def _stats(xs, ys) -> dict:
 
 def reference(seeds=(0, 1, 2, 3)) -> dict:
     from cache_core.calibrate import ChangeRecorder, RecordingController
-    from cache_core.reference_dit import ReferenceDiT, ReferenceHooks
-    from cache_core.reference_sampling import sample
+    from dit_reference.model import ReferenceDiT, ReferenceHooks
+    from dit_reference.sampling import sample
     from devtools.comfy_host import pack_module
     indicator_of = pack_module("nodes.adapters.generic").indicator_of
 

@@ -110,7 +110,6 @@ class GenericAdapter(Adapter):
     display = "any other DiT block stack (generic route)"
     default_profile = "raw"
     recommended_threshold = 0.1
-    tested_releases = ("0.3.64", "0.29.0", "0.33.0")
     rel_tolerance = {torch.float32: 1e-3, torch.float64: 1e-6}  # other dtypes: 2e-2
 
     def __init__(self, model_patcher, stack: BlockStack | None = None):
