@@ -38,7 +38,7 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
     ("wan_causal_ar", None): dict(config_class="WAN21_CausalAR_T2V", unet_config=dict(
         image_model="wan2.1", dim=128, out_dim=16, num_heads=1, ffn_dim=256, num_layers=2, patch_size=(1, 2, 2),
         freq_dim=256, window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6, in_dim=16,
-        model_type="t2v", causal_ar=True), detect=False, video=True, default_frames=3, ctx_dim=4096,
+        model_type="t2v", text_dim=64, causal_ar=True), detect=False, video=True, default_frames=2, ctx_dim=64,
         blocks=("blocks",), requires="WAN21_CausalAR_T2V"),
     ("omnigen2", None): dict(config_class="Omnigen2", unet_config=dict(
         image_model="omnigen2", axes_dim_rope=[8, 12, 12], axes_lens=[300, 512, 512], ffn_dim_multiplier=None,
