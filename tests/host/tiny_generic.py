@@ -25,8 +25,8 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         image_model="hydit1", depth=4, hidden_size=64, num_heads=2, size_cond=True, use_style_cond=True,
         text_states_dim=64, text_states_dim_t5=64, text_len=8, text_len_t5=8), detect=False, blocks=("blocks",)),
     ("mochi", None): dict(config_class="GenmoMochi", unet_config=dict(
-        image_model="mochi_preview", depth=2, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=64,
-        mlp_ratio_x=192.0, mlp_ratio_y=4.0, in_channels=12, use_t5=True, qk_norm=True, qkv_bias=False, out_bias=True,
+        image_model="mochi_preview", depth=2, patch_size=2, num_heads=2, hidden_size_x=32, hidden_size_y=32,
+        mlp_ratio_x=384.0, mlp_ratio_y=4.0, in_channels=12, use_t5=True, qk_norm=True, qkv_bias=False, out_bias=True,
         patch_embed_bias=True, timestep_mlp_bias=True, timestep_scale=1000.0, learn_sigma=False, t5_feat_dim=64, t5_token_length=8,
         rope_theta=10000.0), detect=False, video=True, default_frames=1, ctx_dim=64,
         blocks=("blocks",)),
@@ -39,7 +39,7 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         image_model="wan2.1", dim=128, out_dim=16, num_heads=1, ffn_dim=256, num_layers=2, patch_size=(1, 2, 2),
         freq_dim=256, window_size=(-1, -1), qk_norm=True, cross_attn_norm=True, eps=1e-6, in_dim=16,
         model_type="t2v", text_dim=64, causal_ar=True), detect=False, video=True, default_frames=2, ctx_dim=64,
-        blocks=("blocks",), requires="WAN21_CausalAR_T2V"),
+        blocks=("blocks",), requires="WAN21_CausalAR_T2V", detected_as="WAN21_T2V"),  # same keys; a loader option picks it
     ("omnigen2", None): dict(config_class="Omnigen2", unet_config=dict(
         image_model="omnigen2", axes_dim_rope=[8, 12, 12], axes_lens=[300, 512, 512], ffn_dim_multiplier=None,
         hidden_size=64, in_channels=16, multiple_of=16, norm_eps=1e-5, num_attention_heads=2, num_kv_heads=1,
