@@ -22,7 +22,6 @@ ROUTES = {
     "cogvideox": ("blocks", None, ("hidden_states", "encoder_hidden_states")),
     "wan_causal_ar": ("blocks", "double_block", ("img",)),
     "omnigen2": ("layers", None, ("hidden_states",)),
-    "pixeldit": ("patch_blocks", None, ("x", "y")),
 }
 
 

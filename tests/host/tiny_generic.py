@@ -11,7 +11,7 @@ import torch
 # (family, variant) -> keyword arguments of tiny_models._Spec (built by tiny_models, which owns _Spec)
 GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
     ("aura_flow", None): dict(config_class="AuraFlow", unet_config=dict(
-        cond_seq_dim=2048, dim=64, n_layers=3, n_double_layers=1, n_heads=2, max_seq=64), detect=False,
+        cond_seq_dim=2048, dim=64, n_layers=3, n_double_layers=1, n_heads=2, max_seq=64, global_conddim=64), detect=False,
         ctx_dim=2048, blocks=("single_layers",)),
     ("pixart", "alpha"): dict(config_class="PixArtAlpha", unet_config=dict(
         image_model="pixart_alpha", num_heads=2, patch_size=4, hidden_size=96, in_channels=4, depth=2,
@@ -23,7 +23,8 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         ctx_dim=4096, blocks=("blocks",), latent_scale=3, latent_min=36),
     ("hunyuan_dit", None): dict(config_class="HunyuanDiT1", unet_config=dict(
         image_model="hydit1", depth=4, hidden_size=64, num_heads=2, size_cond=True, use_style_cond=True,
-        text_states_dim=64, text_states_dim_t5=64, text_len=8, text_len_t5=8), detect=False, blocks=("blocks",)),
+        text_states_dim=64, text_states_dim_t5=64, text_len=8, text_len_t5=8), detect=False, blocks=("blocks",),
+        detected_as="HunyuanDiT"),  # 1.1 is told from 1.0 by its 3968-wide extra embedder only
     ("mochi", None): dict(config_class="GenmoMochi", unet_config=dict(
         image_model="mochi_preview", depth=2, patch_size=2, num_heads=2, hidden_size_x=32, hidden_size_y=32,
         mlp_ratio_x=384.0, mlp_ratio_y=4.0, in_channels=12, use_t5=True, qk_norm=True, qkv_bias=False, out_bias=True,
@@ -45,10 +46,6 @@ GENERIC_SPECS: Dict[tuple, Dict[str, Any]] = {
         hidden_size=64, in_channels=16, multiple_of=16, norm_eps=1e-5, num_attention_heads=2, num_kv_heads=1,
         num_layers=2, num_refiner_layers=1, out_channels=None, patch_size=2, text_feat_dim=64,
         timestep_scale=1000.0), detect=False, blocks=("layers",)),
-    ("pixeldit", None): dict(config_class="PixelDiTT2I", unet_config=dict(
-        image_model="pixeldit_t2i", in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8,
-        pixel_attn_hidden_size=32, pixel_num_groups=2, patch_depth=2, pixel_depth=1, patch_size=4, txt_embed_dim=64,
-        txt_max_length=8), detect=False, blocks=("patch_blocks",), requires="PixelDiTT2I"),
 }
 
 

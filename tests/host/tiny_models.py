@@ -485,7 +485,7 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
         names = ()
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
                      ("joint_blocks",), ("transformer_blocks",), ("visual_transformer_blocks",), ("layers",),
-                     ("blocks",)):
+                     ("blocks",), ("single_layers",)):
             if all(hasattr(diffusion_model, n) for n in cand):
                 names = cand
                 break
