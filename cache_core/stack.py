@@ -178,7 +178,8 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind,
+                              rescaled=d.rescaled if d is not None else None)
 
     def replay(self, forward: Callable[[], torch.Tensor]) -> tuple:
         """Runs ``forward`` (the evaluation that just computed and stored its residual, on the same

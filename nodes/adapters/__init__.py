@@ -29,6 +29,15 @@ _ADAPTERS = [
     ("qwen_image", "QwenImageAdapter"),
     ("hidream", "HiDreamAdapter"),
     ("cosmos", "CosmosPredict2Adapter"),
+    ("anima", "AnimaAdapter"),
+    ("mage_flow", "MageFlowAdapter"),
+    ("lens", "LensAdapter"),
+    ("joyimage", "JoyImageAdapter"),
+    ("krea2", "Krea2Adapter"),
+    ("ideogram4", "Ideogram4Adapter"),
+    ("ernie", "ErnieImageAdapter"),
+    ("boogu", "BooguAdapter"),
+    ("minimax", "MiniMaxH3Adapter"),
 ]
 
 

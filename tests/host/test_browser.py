@@ -49,6 +49,7 @@ SEARCH_TYPES = {"TeaCache Patch": "DitCache_TeaCachePatch", "L2C Schedule Loader
                 "Cache Stats": "DitCache_CacheStats", "Cache Compare": "DitCache_CacheCompare"}
 REFERENCE_TITLE = "KSampler (no cache)"
 STEPS = 8
+PLOT_FONT_PX = 18  # nodes/plot.py FONT: the plot's body text, in image pixels
 
 
 def _chromium():
@@ -101,7 +102,7 @@ def _workflow(server) -> dict:
     infos = _get(server["url"] + "/object_info", timeout=60)
     g = mw.Graph(infos, "browser_test")
     unet = g.add("UNETLoader", unet_name=MODEL_FILE, weight_dtype="default")
-    patch = mw.teacache(g, unet)
+    patch = mw.teacache(g, unet, rel_l1_thresh=0.6)  # reuses some steps of the tiny model: a telling screenshot
     pos = g.add("DitCacheTest_Conditioning", context_dim=server["ctx"], tokens=8, pooled_dim=server["pooled"], seed=1)
     neg = g.add("DitCacheTest_Conditioning", context_dim=server["ctx"], tokens=8, pooled_dim=server["pooled"], seed=2)
     lat = g.add("EmptySD3LatentImage", width=64, height=64, batch_size=1)
@@ -150,7 +151,7 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
 
     shot = _artifact_path(tmp_path)
     cfg = {"url": server["url"], "workflow": _workflow(server), "searches": SEARCHES, "screenshot": str(shot),
-           "report_types": ["DitCache_CacheCompare"],
+           "report_types": ["DitCache_CacheCompare"], "screenshot_reports": str(shot.with_name("browser_reports.png")),
            "chromium": chrome, "timeout_s": BROWSER_TIMEOUT, "user_data_dir": str(tmp_path / "chromium-profile")}
     cfg_path = tmp_path / "driver.json"
     cfg_path.write_text(json.dumps(cfg))
@@ -199,9 +200,20 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
     assert ui["widget_dom"] and ui["widget_dom"]["visible"] and ui["widget_dom"]["value"] == report, ui["widget_dom"]
     assert ui["serialized_stats_properties"].get("dit_cache_report") == report  # saved with the workflow
 
+    # its first line is the summary, and the streams carry the names the user gave them
+    first = report.splitlines()[0]
+    assert first.startswith("speed-up ") and f"computed {computed}/{total} evaluations" in first, first
+    assert "look at: " in first, first
+    assert "streams: positive, negative" in report.splitlines()[1], report
+    assert not re.search(r"\b[0-9a-f]{8}-[0-9a-f]", report), report  # no uuid prefixes
+
     # ... and its chart: an image ComfyUI fetched from /view and decoded
     assert ui["image"] and ui["image"]["width"] > 0 and ui["image"]["height"] > 0, ui["image"]
     assert "/view?" in ui["image"]["src"] and ".png" in ui["image"]["src"], ui["image"]
+    # drawn at the node's size, its text stays readable: at 100% zoom the body text is >= 10 px
+    shown = res["plot_drawn"]
+    width = (shown["drawn"] or {}).get("w") or ((shown["dom"] or {}).get("w", 0) / shown["canvas_scale"])
+    assert width and PLOT_FONT_PX * width / shown["natural_w"] >= 10, json.dumps(shown)
 
     # TeaCache Patch: the badge, with the same numbers, stored and drawn on the canvas
     badge = ui["badge"]
@@ -214,7 +226,9 @@ def test_nodes_in_the_browser(browser_tools, server, tmp_path):
     assert "reports_wait_error" not in res, f"{res['reports_wait_error']}\n{json.dumps(res.get('reports'))[:3000]}"
     cmp = res["reports"]["DitCache_CacheCompare"]
     text = cmp["report"]
-    assert text and text.startswith("Cache Compare: cached against reference, 1 latent"), text
+    verdict, second = text.splitlines()[:2]
+    assert verdict.startswith(("No difference", "Latent difference, visibility not judged")), verdict  # no VAE here
+    assert second.startswith("Cache Compare: cached against reference, 1 latent"), text
     assert re.search(r"PSNR\s+(\d+\.\d+ dB|inf dB \(identical\))", text) and re.search(r"SSIM\s+[-\d.]+", text), text
     assert f"(computed {computed}/{total} evaluations" in text, (text, report)  # the run Cache Stats reports
     assert cmp["widget_value"] == text and cmp["widget_visible"], cmp

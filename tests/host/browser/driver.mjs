@@ -130,6 +130,36 @@ try {
     });
     await page.waitForTimeout(300); // let one animation frame paint the canvas and DOM widgets
 
+    // where the frontend draws Cache Stats' plot: the size of its drawImage call (graph units),
+    // or of the <img> when a frontend shows it in the DOM
+    out.plot_drawn = await page.evaluate(async () => {
+      const app = window.__ditApp;
+      const stats = app.graph._nodes.find((n) => n.type === "DitCache_CacheStats");
+      const img = stats?.imgs?.[0];
+      if (!img) return null;
+      const proto = CanvasRenderingContext2D.prototype;
+      const orig = proto.drawImage;
+      let drawn = null;
+      proto.drawImage = function (im, ...a) {
+        if (im === img || (im?.src && im.src === img.src)) {
+          const wh = a.length >= 8 ? [a[6], a[7]] : (a.length >= 4 ? [a[2], a[3]] : [im.naturalWidth, im.naturalHeight]);
+          drawn = { w: wh[0], h: wh[1], ctx_scale: this.getTransform().a };
+        }
+        return orig.call(this, im, ...a);
+      };
+      // frontend 1.4x draws node images in a deferred pass on the next animation frame
+      const frame = () => new Promise((res) => requestAnimationFrame(() => res()));
+      try {
+        app.canvas.setDirty(true, true); app.canvas.draw(true, true);
+        await frame(); await frame();
+      } finally { proto.drawImage = orig; }
+      const r = img.isConnected ? img.getBoundingClientRect() : null;
+      const rects = stats.imageRects ?? null; // litegraph's record of where it drew the node's images
+      return { drawn, rects: rects ? JSON.parse(JSON.stringify(rects)) : null,
+               dom: r && r.width > 0 ? { w: r.width, h: r.height } : null, natural_w: img.naturalWidth,
+               natural_h: img.naturalHeight, canvas_scale: app.canvas.ds.scale, node_size: [...stats.size] };
+    });
+
     out.ui = await page.evaluate(() => {
       const app = window.__ditApp;
       const g = app.graph;
@@ -198,6 +228,33 @@ try {
   step("screenshot");
   await page.screenshot({ path: cfg.screenshot });
   out.screenshot = cfg.screenshot;
+  if (cfg.screenshot_reports && out.final_event?.type === "execution_success") {
+    // Cache Stats and Cache Compare side by side at 100% zoom (the README's picture)
+    step("screenshot of the reports");
+    const clip = await page.evaluate(() => {
+      const app = window.__ditApp;
+      const g = app.graph;
+      const stats = g._nodes.find((n) => n.type === "DitCache_CacheStats");
+      const cmp = g._nodes.find((n) => n.type === "DitCache_CacheCompare");
+      if (cmp && stats) cmp.pos = [stats.pos[0] + stats.size[0] + 40, stats.pos[1]];
+      app.canvas.ds.scale = 1;
+      app.canvas.ds.offset = [-(stats?.pos[0] ?? 0) + 80, -(stats?.pos[1] ?? 0) + 140];
+      app.canvas.setDirty(true, true);
+      app.canvas.draw(true, true);
+      // the two nodes' box on the page (title bars included), a little margin around it
+      const box = app.canvas.canvas.getBoundingClientRect();
+      const titleH = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+      const nodes = [stats, cmp].filter(Boolean);
+      const [x0, y0] = app.canvas.ds.convertOffsetToCanvas([stats.pos[0], stats.pos[1] - titleH]);
+      const x1 = Math.max(...nodes.map((n) => app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], 0])[0]));
+      const y1 = Math.max(...nodes.map((n) => app.canvas.ds.convertOffsetToCanvas([0, n.pos[1] + n.size[1]])[1]));
+      const x = Math.max(0, box.left + x0 - 12), y = Math.max(0, box.top + y0 - 12);
+      return { x, y, width: Math.min(innerWidth - x, x1 - x0 + 24), height: Math.min(innerHeight - y, y1 - y0 + 24) };
+    });
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: cfg.screenshot_reports, clip });
+    out.screenshot_reports = cfg.screenshot_reports;
+  }
   out.elapsed_s = (Date.now() - t0) / 1000;
   console.log(JSON.stringify(out));
   await context.close();
