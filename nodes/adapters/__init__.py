@@ -58,6 +58,12 @@ def supported_names() -> list[str]:
     return [c.display for c in adapter_classes()]
 
 
+def model_tooltip() -> str:
+    """The ``model`` tooltip of the cache nodes: every family in the registry, so a family whose
+    adapter is added appears without editing a node."""
+    return "A diffusion transformer of a supported family: " + "; ".join(supported_names()) + "."
+
+
 def detect(model_patcher) -> Adapter:
     """The adapter for this model, or an error naming every supported family."""
     dm = getattr(getattr(model_patcher, "model", None), "diffusion_model", None)

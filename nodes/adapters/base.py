@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from ...cache_core.compile_region import compile_boundary, outside_compile
+from ...cache_core.graph_capture import refuse_capture
 
 log = logging.getLogger("dit_cache")
 
@@ -212,7 +213,9 @@ def controller_for(holder, transformer_options):
 @compile_boundary
 def drive_block(controller, index: int, inputs: dict, run_fn: Callable[[dict], dict]) -> dict:
     """Runs one block through ``controller``: the decision and the cache bookkeeping outside any
-    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled."""
+    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled.
+    Never inside a CUDA graph capture: that stops the run (``cache_core/graph_capture.py``)."""
+    refuse_capture(getattr(controller, "recorder", None))
     enter = getattr(controller, "enter_block", None)
     if enter is None:  # the calibration and learning controllers: block() with their own logic
         return outside_compile(controller.block)(index, inputs, run_fn)
