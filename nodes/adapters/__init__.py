@@ -61,7 +61,8 @@ def supported_names() -> list[str]:
 def model_tooltip() -> str:
     """The ``model`` tooltip of the cache nodes: every family in the registry, so a family whose
     adapter is added appears without editing a node."""
-    return "A diffusion transformer of a supported family: " + "; ".join(supported_names()) + "."
+    return ("A diffusion transformer of a supported family: " + "; ".join(supported_names()) + ". Any other DiT "
+            "gets the generic route (its main block stack, raw coefficients: calibrate for it).")
 
 
 def detect(model_patcher) -> Adapter:
