@@ -216,7 +216,11 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     ctl = run.controller
     ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached)
     try:
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        check = getattr(holder.adapter, "check_first_run", None)  # the generic route's
+        if check is not None:
+            check(run, ctl, x, out, lambda: executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs))
+        return out
     finally:
         ctl.end()
 

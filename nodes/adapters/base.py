@@ -294,6 +294,9 @@ class BlockForwardPatch:
             return None, None
         arguments = dict(self.signature.bind(self.module, *args, **kwargs).arguments)
         arguments.pop("self", None)
+        for p in self.signature.parameters.values():  # a forward's **kwargs go back as keywords
+            if p.kind == p.VAR_KEYWORD:
+                arguments.update(arguments.pop(p.name, {}))
         return controller, arguments
 
 
