@@ -150,9 +150,13 @@ def plan(target: float, sigmas: Sequence[float], sampler: str = "",
     return BudgetPlan(target, tuple(steps), tuple(f), tuple(_weights(sigmas, steps, sampler)), budget, requested)
 
 
+RECENT = 0.25  # weight of the latest evaluation in the running rate (see decide)
+
+
 @dataclass(frozen=True)
 class BudgetState:
-    """Per stream: evaluations seen, computes so far, observed change and prior weight so far."""
+    """Per stream: evaluations seen, computes so far, and running means of the observed change and
+    of the prior weight (their ratio is the rate that extrapolates the rest of the run)."""
     evaluations: int = 0
     computed: int = 0
     change: float = 0.0
@@ -172,7 +176,10 @@ def decide(p: BudgetPlan, state: BudgetState, rescaled: float | None, accumulate
     j = state.evaluations
     w = p.weights[j] if j < len(p.weights) else 0.0
     ch = max(0.0, rescaled or 0.0)
-    seen = BudgetState(j + 1, state.computed, state.change + (ch if j > 0 else 0.0), state.weight + (w if j > 0 else 0.0))
+    # the change per unit of prior weight, averaged over the recent evaluations (a running mean
+    # that forgets at RECENT): the rest of the run is expected to move like its latest part
+    a = max(RECENT, 1.0 / j) if j > 0 else 0.0
+    seen = BudgetState(j + 1, state.computed, (1 - a) * state.change + a * ch, (1 - a) * state.weight + a * w)
     if forced or rescaled is None:
         return True, -math.inf, seen
     left_forced = sum(p.forced[j + 1:])
@@ -182,9 +189,16 @@ def decide(p: BudgetPlan, state: BudgetState, rescaled: float | None, accumulate
         return False, math.inf, seen
     if free_computes > left_free:  # the budget must be spent: every free evaluation left computes
         return True, -math.inf, seen
-    rate = seen.change / seen.weight if seen.weight > 0 else 0.0
+    # the rate so far, without this evaluation: a jump here is this segment's change, not a forecast
+    past = state if state.weight > 0 else seen
+    rate = past.change / past.weight if past.weight > 0 else 0.0
     expected = rate * sum(p.weights[j + 1:])
-    threshold = (accumulated + expected) / (free_computes + left_forced)
+    part = (accumulated + expected) / (free_computes + left_forced)
+    # round, not ceil: compute where the segment ends closest to an equal part. Computing only once
+    # the part is exceeded makes every segment longer than a part, so a flat run would underspend
+    # and dump its leftover budget on the last evaluations
+    nxt = rate * (p.weights[j + 1] if j + 1 < len(p.weights) else 0.0)
+    threshold = part - nxt / 2
     return accumulated >= threshold, threshold, seen
 
 
