@@ -189,9 +189,12 @@ def decide(p: BudgetPlan, state: BudgetState, rescaled: float | None, accumulate
         return False, math.inf, seen
     if free_computes > left_free:  # the budget must be spent: every free evaluation left computes
         return True, -math.inf, seen
-    # the rate so far, without this evaluation: a jump here is this segment's change, not a forecast
-    past = state if state.weight > 0 else seen
-    rate = past.change / past.weight if past.weight > 0 else 0.0
+    # the rate so far, without this evaluation: a jump here is this segment's change, not a
+    # forecast. With nothing observed before (the evaluation after the first) there is no
+    # forecast yet: reuse, unless the budget must be spent (above)
+    if state.weight <= 0:
+        return False, math.inf, seen
+    rate = state.change / state.weight
     expected = rate * sum(p.weights[j + 1:])
     part = (accumulated + expected) / (free_computes + left_forced)
     # round, not ceil: compute where the segment ends closest to an equal part. Computing only once
