@@ -309,7 +309,7 @@ def run_target(R, model, args, meta) -> None:
                 R.run(f"interval at budget {mode}", f"even interval {target:g}x {mode}",
                       lambda cfg=cfg: make_controller(model, teacache=cfg), param=target)
         want = row["forwards_computed"]
-        thr, got = tune_threshold(count, want, 0.0, 1.5, 8)
+        thr, got = tune_threshold(count, want, 0.0, 0.6, 6)
         meta["target_thresholds"][f"{target:g}"] = {"threshold": thr, "computed": got, "budget": want}
         log.info("target %gx: threshold %.4f computes %d (budget %d)", target, thr, got, want)
         for mode in TARGET_MODES:

@@ -85,15 +85,13 @@ def test_budget_goes_where_the_change_is():
     assert all(flags[j] for j in spikes)
 
 
-def test_computes_crowd_where_the_change_grows():
-    """A linear ramp of changes: the gaps between computes shrink as the change grows (the split
-    is online, so it lags an ideal equal split of the accumulated change, which needs the future)."""
-    changes = [0.0] + [0.01 * (i + 1) for i in range(39)]
-    p, flags = simulate(changes, 4)
-    assert sum(flags) == 10
+def test_a_flat_indicator_gives_an_even_spacing():
+    """Equal change everywhere: equal parts are equal gaps (within one evaluation), never a run
+    of leftover computes at the end."""
+    p, flags = simulate([0.05] * 40, 4)
     cuts = [j for j, f in enumerate(flags) if f]
     gaps = [b - a for a, b in zip(cuts, cuts[1:])]
-    assert gaps[0] > max(gaps[-3:])
+    assert len(cuts) == 10 and max(gaps) - min(gaps) <= 1, gaps
 
 
 def test_forced_steps_above_the_budget_are_computed_and_said():
@@ -177,3 +175,26 @@ def test_l2c_target_out_of_reach_is_said():
     with pytest.raises(ValueError, match="try 1.5"):
         for_target(s, 0.5)
     assert math.isfinite(r.reached)
+
+
+# -- through the controller ------------------------------------------------------------------
+def _run(model, cfg, steps=20):
+    from cache_core.reference_sampling import make_controller, sample
+    ctl = make_controller(model, teacache=cfg)
+    x = sample(model, torch.arange(2), steps=steps, cfg=3.0, controller=ctl)
+    return x, ctl.recorder
+
+
+@pytest.mark.parametrize("target,mode", [(2, "cached"), (3, "taylor1")])
+def test_reference_model_spends_the_budget(reference_model, one_thread, target, mode):
+    x, rec = _run(reference_model, TeaCacheConfig(0.4, "raw", reuse=mode, target_speedup=target))
+    s = rec.summary()
+    assert s["computed"] == 2 * round(20 / target)  # cond and uncond
+    assert s["target_met"] and s["target_budget"] == round(20 / target)
+    assert torch.isfinite(x).all()
+
+
+def test_reference_model_target_zero_is_bit_identical(reference_model, one_thread):
+    a, ra = _run(reference_model, TeaCacheConfig(0.2, "raw"), steps=8)
+    b, rb = _run(reference_model, TeaCacheConfig(0.2, "raw", target_speedup=0.0), steps=8)
+    assert torch.equal(a, b) and ra.summary()["run_id"] == rb.summary()["run_id"]
