@@ -210,7 +210,7 @@ def run_target_methods(b: "Bench") -> None:
     runtime = s.nodes["runtime"]
     budget = importlib.import_module(tc.__module__.rsplit(".nodes.", 1)[0] + ".cache_core.budget")
     b.run("reference", "full compute", s.model, steps=a.steps)
-    for mode in ("taylor1", "taylor2"):
+    for mode in ("taylor1", "taylor2") if not a.targets else ():  # --targets: a part of the target rows only
         for t in a.raw_thresholds:
             b.run(f"TeaCache, `raw`, reuse={mode}", f"raw {t:g} {mode}",
                   s.node(tc, model=s.model, rel_l1_thresh=t, coefficients="raw", reuse=mode)[0], param=t)
@@ -229,7 +229,7 @@ def run_target_methods(b: "Bench") -> None:
         return computed(m)
 
     b.thresholds = {}
-    for target in T16:
+    for target in (a.targets or T16):
         for mode in TARGET_MODES:
             m = s.node(tc, model=s.model, target_speedup=target, reuse=mode)[0]
             row = b.run(f"target {mode}", f"target {target:g}x {mode}", m, param=target)
@@ -543,7 +543,7 @@ def plot(results: dict, path: Path) -> None:
 
 def write_results(results: dict, args, command: str) -> str:
     data = {"command": command, "args": vars(args), "releases": results}
-    base = "comfy_peers" + ("_target" if getattr(args, "only", None) == "target" else "")
+    base = "comfy_peers" + ("_target" if getattr(args, "only", None) == "target" else "") + getattr(args, "out_suffix", "")
     (RESULTS / f"{base}.json").write_text(json.dumps(data, indent=1, default=str))
     md = report(results, args, command)
     (RESULTS / f"{base}.md").write_text(md + "\n")
@@ -607,6 +607,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=["target"], default=None,
                     help="only full compute, the forecast rows and the issue-16 target rows "
                          "(writes comfy_peers_target.*)")
+    ap.add_argument("--targets", type=floats, default=None,
+                    help="with --only target: these targets only, without the forecast rows (to split a run)")
+    ap.add_argument("--out-suffix", default="", help="appended to the result files' names")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

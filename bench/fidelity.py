@@ -300,7 +300,7 @@ def run_target(R, model, args, meta) -> None:
         return sum(r.decision == "compute" for r in ctl.recorder.records if r.stream == "cond")
 
     meta["target_thresholds"] = {}
-    for target in T16:
+    for target in (args.targets or T16):
         for mode in TARGET_MODES:
             cfg = TeaCacheConfig(0.4, coefficients="raw", reuse=mode, target_speedup=target)
             row = R.run(f"target {mode}", f"target {target:g}x {mode}",
@@ -411,6 +411,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer points, 1 repeat (a smoke run)")
     ap.add_argument("--out", default="fidelity", help="basename of the result files in bench/results")
     ap.add_argument("--report", action="store_true", help="only redraw <out>.md and the plots from <out>.json")
+    ap.add_argument("--targets", type=float, nargs="*", default=None, help="with --only target: these targets only")
     ap.add_argument("--only", choices=["target"], default=None,
                     help="only the reference and the issue-16 target rows (writes <out>.md with their table)")
     args = ap.parse_args(argv)

@@ -19,9 +19,11 @@ stream, with ``acc`` the change accumulated since its last compute and ``R`` the
 where ``F`` is the number of forced evaluations still to come and ``D`` the change expected over
 the remaining evaluations: the observed change per unit of prior weight so far, times the prior
 weight still to come. The prior weight of an evaluation is the distance in sigma to the previous
-evaluation (the model's input moves by about ``dsigma * velocity``), so a schedule that takes big
-sigma steps early and small ones late (shifted flow schedules) spends its budget where the input
-moves most even before anything was observed. The count is guaranteed whatever the indicator
+evaluation (the model's input moves by about ``dsigma * velocity``), so on a schedule with uneven
+sigma steps (a shifted flow schedule takes small ones at high noise and big ones at the end) the
+expected change follows the steps still to come. The rate is a running mean that forgets (the
+rest of the run is expected to move like its latest part), so a trend in the indicator is
+followed with a lag; a jump always computes. The count is guaranteed whatever the indicator
 does: when ``R`` reaches 0 the stream only reuses, when ``R`` equals the free evaluations left it
 only computes. So the number of computes is exactly ``max(B, forced)`` for the layouts this module
 knows (one evaluation per step, heun's layout, the midpoint layout of dpm_2 and friends); an

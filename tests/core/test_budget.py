@@ -116,12 +116,14 @@ def test_heun_budget_2n_minus_1():
     assert sum(flags) == 13
 
 
-def test_prior_favours_big_sigma_steps():
-    """Before anything is observed, the shifted schedule's big early sigma steps weigh more."""
+def test_prior_follows_the_sigma_steps():
+    """The prior weight of an evaluation is its sigma step: a shifted flow schedule (shift 3) takes
+    small steps at high noise and big ones at the end, and the weights say so."""
     shifted = [3 * t / (1 + 2 * t) for t in linear(20)]
     p = budget.plan(2, shifted, "euler")
-    assert p.weights[1] < p.weights[-1] or p.weights[1] > p.weights[-1]  # not uniform
     assert p.weights[0] == 0.0 and min(p.weights[1:]) > 0
+    assert p.weights[-1] > 3 * p.weights[1]
+    assert budget.plan(2, linear(20)).weights[1:] == pytest.approx([0.05] * 19)
 
 
 def test_summary_note_says_target_and_reached():

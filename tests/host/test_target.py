@@ -12,6 +12,7 @@ import tiny_models as tm
 from helpers import holder_of, teacache
 
 FAMILIES = tm.family_ids()
+SINGLE = tm.single_model_ids()
 STEPS = 20
 
 
@@ -70,3 +71,22 @@ def test_target_off_is_bit_identical(tiny_models, fam):
     assert torch.equal(tm.sample(tiny, steps=6, model=pick(a)), tm.sample(tiny, steps=6, model=pick(b)))
     assert holder_of(a[0]).last_summary["run_id"] == holder_of(b[0]).last_summary["run_id"]
     assert "target_speedup" not in holder_of(b[0]).last_summary
+
+
+def test_l2c_target_reports_the_share(tiny_models):
+    """L2C Schedule Loader at target 2: about half the layer work per run, said in its summary and
+    in Cache Stats' notes; a target below 1 is refused with a working value."""
+    from helpers import l2c, save_schedule, schedule_folder
+    fam = SINGLE[0]
+    tiny = tiny_models(fam)
+    n = len(tm.block_modules(tiny.patcher.model.diffusion_model, tiny.family, tiny.variant))
+    with schedule_folder() as d:
+        save_schedule(d, "half.safetensors", torch.ones(6, n, 1, dtype=torch.bool), tiny.family)
+        patched, text = l2c(tiny.patcher, "half.safetensors", target_speedup=2.0)
+        assert "L2C target 2x: the schedule computes" in text
+        tm.sample(tiny, steps=6, model=patched)
+        s = holder_of(patched).last_summary
+        assert any(x.startswith("L2C target 2x") for x in s["notes"])
+        assert s["layers_reused"] > 0
+        with pytest.raises(ValueError, match="try 2"):
+            l2c(tiny.patcher, "half.safetensors", target_speedup=0.5)
