@@ -192,7 +192,8 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind,
+                              rescaled=d.rescaled if d is not None else None)
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:

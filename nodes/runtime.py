@@ -20,6 +20,7 @@ from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
+from . import stream_names
 from .other_caches import refuse_at_sampling, refuse_before
 from .passes import PassClassifier, describe
 from .sampler_noise import describe_sampler
@@ -167,6 +168,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     packed = kwargs.get("latent_shapes") or (args[8] if len(args) > 8 else None)
     shape = tuple(noise.shape) if not packed or len(packed) == 1 else None
     run = holder.start_run(sigmas, shape, sampler)
+    run.recorder.stream_names.update(stream_names.cond_names(getattr(guider, "conds", None)))
     guider.model_options["transformer_options"][RUN_KEY] = run
     ok = False
     try:
@@ -187,7 +189,7 @@ def predict_noise_wrapper(executor, x, timestep, model_options=None, seed=None, 
     run = holder.active_run(topts) if holder is not None else None
     if run is None:
         return executor(x, timestep, model_options, seed, *args, **kwargs)
-    previous = run.passes.begin_call(topts)
+    previous = run.passes.begin_call(topts, model_options)
     try:
         return executor(x, timestep, model_options, seed, *args, **kwargs)
     finally:
@@ -205,6 +207,8 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
     key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
+    stream_names.observe(run.recorder.stream_names, key.streams, topts, key.guidance, key.difference,
+                         run.passes.call.options if run.passes.call is not None else None)
     if key.guidance:
         _note_pass(run.recorder, key)
     ctl = run.controller

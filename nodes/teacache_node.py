@@ -9,7 +9,7 @@ from ..cache_core.coefficients import published_profiles
 from ..cache_core.forecast import REUSE_MODES
 from ..cache_core.teacache import TeaCacheConfig
 from . import profiles
-from .adapters import detect
+from .adapters import detect, model_tooltip
 from .runtime import patch_model
 
 AUTO_THRESHOLD = -1.0
@@ -50,8 +50,7 @@ class TeaCachePatch(io.ComfyNode):
             description="Skips the transformer blocks on steps where the model's input barely changed, reusing "
                         "the cached residual (TeaCache, arXiv 2411.19108). Works per cond stream and per run.",
             inputs=[
-                io.Model.Input("model", tooltip="A diffusion transformer (Flux, Chroma, Wan, HunyuanVideo, LTX-Video, "
-                                                "SD3, Lumina 2, Qwen-Image, HiDream, Cosmos Predict2)."),
+                io.Model.Input("model", tooltip=model_tooltip()),
                 io.Float.Input("rel_l1_thresh", default=AUTO_THRESHOLD, min=-1.0, max=10.0, step=0.01,
                                tooltip="How much accumulated change to tolerate before recomputing. Higher = faster, "
                                        "lower quality. 0 turns caching off (output identical to no node). -1 = the "

@@ -1,7 +1,7 @@
 """Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together,
 and TeaCache and L2C forecasting the skipped work (``reuse="taylor1"``, cache_core.forecast).
 
-    python -m cache_core.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
+    python -m dit_reference.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
 
 Samples the same seeds and classes with every method, and prints one row per method:
 evaluations computed (per stream: cond and uncond count separately), attention/MLP branches
@@ -27,7 +27,8 @@ Metrics (images clamped to [-1, 1], data range L = 2), computed by kornia throug
         samples. Until this switch the demo used its own SSIM with sigma 1.0: on the demo's
         samples the two differ by at most 0.0019 (bench/README.md); PSNR is the same formula.
   classifier  multinomial logistic regression on the [-1, 1]-scaled digits, trained by
-        reference/train_reference.py and shipped as data/reference_classifier.json (numpy only).
+        reference/train_reference.py and shipped as data/reference_classifier.json (numpy only;
+        dit_reference.classifier).
 """
 from __future__ import annotations
 
@@ -45,15 +46,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import metrics
+from cache_core import metrics
+from cache_core.teacache import TeaCacheConfig
+
+from .classifier import DigitClassifier
 from .learn import ReferenceBranchModel
-from .reference_dit import WEIGHTS, Block, ReferenceDiT
-from .reference_sampling import flow_sigmas, make_controller, sample
-from .teacache import TeaCacheConfig
+from .model import WEIGHTS, Block, ReferenceDiT
+from .sampling import flow_sigmas, make_controller, sample
 
 log = logging.getLogger(__name__)
-
-CLASSIFIER = WEIGHTS.with_name("reference_classifier.json")
 
 #: ``--clock`` choices: wall-clock, or this process's CPU time. With one torch thread on a CPU
 #: shared with other jobs, CPU time is the cost of the run itself: on a 2-core machine at load 7,
@@ -63,27 +64,6 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 # -- metrics -------------------------------------------------------------------------------
-class DigitClassifier:
-    """The shipped digits classifier (logistic regression parameters in JSON, evaluated with numpy)."""
-
-    def __init__(self, path: str | Path = CLASSIFIER):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"classifier parameters not found at {path}; run reference/train_reference.py")
-        p = json.loads(path.read_text())
-        self.coef = np.asarray(p["coef"], dtype=np.float64)
-        self.intercept = np.asarray(p["intercept"], dtype=np.float64)
-        self.classes = np.asarray(p["classes"])
-        self.held_out_accuracy = p.get("held_out_accuracy")
-
-    def predict(self, images: torch.Tensor) -> np.ndarray:
-        x = images.detach().float().clamp(-1, 1).reshape(len(images), -1).double().cpu().numpy()
-        return self.classes[(x @ self.coef.T + self.intercept).argmax(1)]
-
-    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        return float((self.predict(images) == labels.cpu().numpy()).mean())
-
-
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
     """PSNR in dB of two sample batches clamped to [-1, 1]: one MSE over all pixels of all
     samples, ``inf`` when identical (:func:`cache_core.metrics.psnr`, kornia, in float64)."""
@@ -136,7 +116,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     when TeaCache skipped the steps in between. ``alternate``: only every other TeaCache-computed
     step is a cache step (the paper's alternation, over the computed steps), so every layer
     computes at least every other computed step and its forecast history stays fresh."""
-    from .l2c import RouterBatch, RouterTrainer
+    from cache_core.l2c import RouterBatch, RouterTrainer
     labels = torch.arange(model.cfg.classes).repeat_interleave(per_class)
     xs = trajectory(model, labels, steps, cfg, seed)
     sig = flow_sigmas(steps)
@@ -157,7 +137,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     t0 = time.perf_counter()
     losses = trainer.fit(batch, iterations, progress=progress)
     how = f" under {teacache.run_id()}" if teacache is not None else ""
-    sched = trainer.to_schedule(threshold, source=f"cache_core.demo lam={lam:g} it={iterations}{how}")
+    sched = trainer.to_schedule(threshold, source=f"dit_reference.demo lam={lam:g} it={iterations}{how}")
     info = {"lam": lam, "iterations": iterations, "seconds": time.perf_counter() - t0,
             "final_loss": losses[-1] if losses else None, "teacache": teacache.run_id() if teacache else None,
             **sched.summary()}
@@ -329,16 +309,31 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (0, 90, 50), (170, 0, 90), (90, 60, 0), (0, 60, 140)]
 
 
-def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
+def _nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k apart) inside [lo, hi]."""
+    raw = max(hi - lo, 1e-12) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def scatter_plot(series: dict[str, list[tuple]], path: Path, title: str,
                  xlabel: str = "measured speed-up (x)", ylabel: str = "PSNR vs uncached (dB)",
-                 lines: bool = True, size=(760, 480)) -> None:
-    """A small PIL line/scatter plot: ``series`` maps a name to (x, y) points (inf y is drawn at the top)."""
-    from PIL import Image, ImageDraw
+                 lines: bool = True, size=(900, 560)) -> None:
+    """A PIL line/scatter plot with round ticks, a grid and a legend: ``series`` maps a name to
+    points ``(x, y)`` or ``(x, y, label)``; a label is written next to its point (e.g. the
+    threshold). Infinite y (identical to uncached) is drawn at the top edge, labelled "inf"."""
+    from PIL import Image, ImageDraw, ImageFont
+    try:
+        font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = small = ImageFont.load_default()
     W, H = size
-    ml, mr, mt, mb = 56, 220, 30, 44
+    ml, mr, mt, mb = 70, 250, 44, 58
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
-    pts = [(x, y) for s in series.values() for x, y in s if math.isfinite(x) and math.isfinite(y)]
+    pts = [(p[0], p[1]) for s in series.values() for p in s if math.isfinite(p[0]) and math.isfinite(p[1])]
     if not pts:
         pts = [(1.0, 0.0), (2.0, 1.0)]
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -350,27 +345,33 @@ def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title
         x_hi = x_lo + 1
     sx = lambda v: ml + (W - ml - mr) * (v - x_lo) / (x_hi - x_lo)  # noqa: E731
     sy = lambda v: H - mb - (H - mt - mb) * ((min(v, y_hi) if math.isfinite(v) else y_hi) - y_lo) / (y_hi - y_lo)  # noqa: E731
+    for xv in _nice_ticks(x_lo, x_hi):
+        d.line([(sx(xv), mt), (sx(xv), H - mb)], fill=(225, 225, 225))
+        d.line([(sx(xv), H - mb), (sx(xv), H - mb + 5)], fill="black")
+        label = f"{xv:g}"
+        d.text((sx(xv) - d.textlength(label, font=font) / 2, H - mb + 8), label, fill="black", font=font)
+    for yv in _nice_ticks(y_lo, y_hi):
+        d.line([(ml, sy(yv)), (W - mr, sy(yv))], fill=(225, 225, 225))
+        d.line([(ml - 5, sy(yv)), (ml, sy(yv))], fill="black")
+        label = f"{yv:g}"
+        d.text((ml - 8 - d.textlength(label, font=font), sy(yv) - 9), label, fill="black", font=font)
     d.rectangle([ml, mt, W - mr, H - mb], outline="black")
-    for k in range(6):
-        xv = x_lo + (x_hi - x_lo) * k / 5
-        yv = y_lo + (y_hi - y_lo) * k / 5
-        d.line([(sx(xv), H - mb), (sx(xv), H - mb + 4)], fill="black")
-        d.text((sx(xv) - 10, H - mb + 6), f"{xv:.2f}", fill="black")
-        d.line([(ml - 4, sy(yv)), (ml, sy(yv))], fill="black")
-        d.text((4, sy(yv) - 5), f"{yv:.1f}", fill="black")
-    d.text((ml, 8), title, fill="black")
-    d.text(((W - mr) // 2 - 40, H - 16), xlabel, fill="black")
-    d.text((ml + 4, mt + 4), ylabel, fill=(90, 90, 90))
+    d.text((ml, 10), title, fill="black", font=font)
+    d.text(((W - mr + ml) / 2 - d.textlength(xlabel, font=font) / 2, H - 26), xlabel, fill="black", font=font)
+    d.text((ml + 6, mt + 4), ylabel, fill=(80, 80, 80), font=font)
     for k, (name, s) in enumerate(series.items()):
         col = PALETTE[k % len(PALETTE)]
-        p = sorted((sx(x), sy(y)) for x, y in s if math.isfinite(x))
+        p = sorted((sx(q[0]), sy(q[1]), q[2] if len(q) > 2 else ("inf" if not math.isfinite(q[1]) else ""))
+                   for q in s if math.isfinite(q[0]))
         if lines and len(p) > 1:
-            d.line(p, fill=col, width=2)
-        for px, py in p:
-            d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=col)
-        ly = mt + 14 * k
-        d.rectangle([W - mr + 10, ly + 2, W - mr + 20, ly + 10], fill=col)
-        d.text((W - mr + 24, ly), name[:32], fill="black")
+            d.line([(a, b) for a, b, _ in p], fill=col, width=2)
+        for px, py, label in p:
+            d.ellipse([px - 4, py - 4, px + 4, py + 4], fill=col)
+            if label:
+                d.text((px + 6, py - 18), str(label), fill=col, font=small)
+        ly = mt + 20 * k
+        d.rectangle([W - mr + 12, ly + 3, W - mr + 24, ly + 15], fill=col)
+        d.text((W - mr + 30, ly), name[:30], fill="black", font=small)
     img.save(path)
 
 
@@ -392,7 +393,7 @@ def build_methods(model: ReferenceDiT, args, schedule) -> list[Method]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cache_core.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dit_reference.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("out"))
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.arange(model.cfg.classes).repeat_interleave(args.per_class)
 
     if args.schedule is not None:
-        from .l2c import L2CSchedule
+        from cache_core.l2c import L2CSchedule
         schedule = L2CSchedule.load(args.schedule)
         l2c_info = {"loaded": str(args.schedule), **schedule.summary()}
         log.info("loaded %s", schedule.describe())
@@ -477,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         save_grids(results, labels, args.out / "demo_grid.png", args.per_class)
         series = {r["method"]: [(r["speedup"], r["psnr"])] for r in rows[1:]}
-        tc = [(r["speedup"], r["psnr"]) for r in rows
+        tc = [(r["speedup"], r["psnr"], f"t{r['method'].split()[-1]}") for r in rows
               if r["method"].startswith("TeaCache") and "L2C" not in r["method"] and "taylor" not in r["method"]]
         series = {"TeaCache": tc, **{k: v for k, v in series.items()
                                      if not k.startswith("TeaCache") or "L2C" in k or "taylor" in k}}
