@@ -181,7 +181,7 @@ def test_l2c_target_out_of_reach_is_said():
 
 # -- through the controller ------------------------------------------------------------------
 def _run(model, cfg, steps=20):
-    from dit_reference.reference_sampling import make_controller, sample
+    from dit_reference.sampling import make_controller, sample
     ctl = make_controller(model, teacache=cfg)
     x = sample(model, torch.arange(2), steps=steps, cfg=3.0, controller=ctl)
     return x, ctl.recorder
