@@ -196,6 +196,79 @@ def run_methods(b: "Bench") -> None:
         b.run("baseline: uniform step skipping", f"compute every {k}", uniform_skip(s, k), param=k)
 
 
+def run_target_methods(b: "Bench") -> None:
+    """``--only target`` (issue 16): full compute; the forecast rows (TeaCache ``raw`` with
+    reuse taylor1/taylor2 at the raw thresholds, and the fixed interval ``compute_every`` with
+    taylor1/taylor2); then at each target: target mode (the published ``flux`` coefficients the
+    node picks, ``auto``) in every reuse mode, the fixed interval at the same budget
+    (bench.target_rows.even_interval) and TeaCache with the threshold tuned by bisection to the
+    same count of computed evaluations."""
+    import importlib
+    from bench.target_rows import TARGET_MODES, TARGETS as T16, even_interval, tune_threshold
+    s, a = b.s, b.args
+    tc = s.nodes["teacache_node"].TeaCachePatch
+    runtime = s.nodes["runtime"]
+    budget = importlib.import_module(tc.__module__.rsplit(".nodes.", 1)[0] + ".cache_core.budget")
+    b.run("reference", "full compute", s.model, steps=a.steps)
+    for mode in ("taylor1", "taylor2") if not a.targets else ():  # --targets: a part of the target rows only
+        for t in a.raw_thresholds:
+            b.run(f"TeaCache, `raw`, reuse={mode}", f"raw {t:g} {mode}",
+                  s.node(tc, model=s.model, rel_l1_thresh=t, coefficients="raw", reuse=mode)[0], param=t)
+        for n in a.uniform_every:
+            b.run(f"fixed interval, reuse={mode}", f"compute every {n} {mode}",
+                  s.node(tc, model=s.model, rel_l1_thresh=1000.0, coefficients="raw", reuse=mode,
+                         compute_every=n)[0], param=n)
+
+    def computed(model) -> int:
+        recs = runtime.get_holder(model.model_options).last_records
+        return sum(r.decision == "compute" for r in recs if not r.kind and r.stream == recs[0].stream)
+
+    def count(t):
+        m = s.node(tc, model=s.model, rel_l1_thresh=t)[0]
+        b.sample(m)
+        return computed(m)
+
+    b.thresholds = {}
+    for target in (a.targets or T16):
+        for mode in TARGET_MODES:
+            m = s.node(tc, model=s.model, target_speedup=target, reuse=mode)[0]
+            row = b.run(f"target {mode}", f"target {target:g}x {mode}", m, param=target)
+            row["computed"] = computed(m)
+            with even_interval(budget):
+                m = s.node(tc, model=s.model, target_speedup=target, reuse=mode)[0]
+                r2 = b.run(f"interval at budget {mode}", f"even interval {target:g}x {mode}", m, param=target)
+                r2["computed"] = computed(m)
+        want = row["computed"]
+        thr, got = tune_threshold(count, want, 0.0, 3.0, 8)
+        b.thresholds[f"{target:g}"] = {"threshold": thr, "computed": got, "budget": want}
+        log.info("[%s] target %gx: threshold %.4f computes %d (budget %d)", s.version, target, thr, got, want)
+        for mode in TARGET_MODES:
+            m = s.node(tc, model=s.model, rel_l1_thresh=thr, reuse=mode)[0]
+            r3 = b.run(f"threshold at budget {mode}", f"flux {thr:.4g} (tuned to {target:g}x) {mode}", m, param=target)
+            r3["computed"] = computed(m)
+
+
+def target_table(rows: list[dict], steps: int) -> list[str]:
+    """The issue-16 rows of one release: per target and reuse mode, target mode against the fixed
+    interval and the tuned threshold at the same budget."""
+    lines = ["| target | method | reuse | computed | bound | measured (CPU) | PSNR dB | SSIM | vs best other (dB) |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for t in sorted({r["param"] for r in rows if str(r.get("family", "")).startswith("target ")}):
+        for mode in ("cached", "taylor1", "taylor2"):
+            group = {k: next((r for r in rows if r.get("family") == f"{k} {mode}" and r["param"] == t), None)
+                     for k in ("target", "interval at budget", "threshold at budget")}
+            if group["target"] is None:
+                continue
+            others = [g["psnr"] for k, g in group.items() if g is not None and k != "target" and "psnr" in g]
+            for k, r in group.items():
+                if r is None or "psnr" not in r:
+                    continue
+                d = f"{r['psnr'] - max(others):+.2f}" if k == "target" and others else ""
+                lines.append(f"| {t:g}x | {k} | {mode} | {r.get('computed', '?')}/{steps} | {r['bound']:.2f}x | "
+                             f"{r['speedup']:.2f}x | {r['psnr']:.2f} | {r['ssim']:.3f} | {d} |")
+    return lines
+
+
 def peer_variants(name: str) -> list[tuple[str, bool, bool]]:
     """(family suffix, input copied, every latent position) of the EasyCache/LazyCache rows.
 
@@ -312,8 +385,12 @@ def child(args) -> int:
         result = {"accuracy": accuracy(s, args)}
     else:
         b = Bench(s, args)
-        run_methods(b)
-        result = {"rows": b.rows, "overhead": overhead(b)}
+        if args.only == "target":
+            run_target_methods(b)
+            result = {"rows": b.rows, "overhead": [], "target_thresholds": b.thresholds}
+        else:
+            run_methods(b)
+            result = {"rows": b.rows, "overhead": overhead(b)}
     result["environment"] = {"comfyui": s.version, "torch": __import__("torch").__version__,
                              "threads": __import__("torch").get_num_threads()}
     Path(args.json).write_text(json.dumps(result, indent=1, default=str))
@@ -407,7 +484,13 @@ def report(results: dict, args, command: str) -> str:
           "slowest setting is already faster; —: not reached).", ""]
     for ver, res in results.items():
         md += [f"## ComfyUI {ver}", ""] + frontier_table(res["rows"]) + [""]
+        if any(str(r.get("family", "")).startswith("target ") for r in res["rows"]):
+            md += ["Target mode (issue 16): computed = computed / ordinary evaluations per stream; thresholds "
+                   f"tuned to the budget: {res.get('target_thresholds')}", ""]
+            md += target_table(res["rows"], args.steps) + [""]
         md += ["Every setting:", ""] + row_table(res["rows"]) + [""]
+        if not res["overhead"]:
+            continue
         md += ["Overhead with caching off (median of "
                f"{args.overhead_repeats} interleaved runs):", ""] + overhead_table(res["overhead"]) + [""]
     return "\n".join(md)
@@ -460,10 +543,11 @@ def plot(results: dict, path: Path) -> None:
 
 def write_results(results: dict, args, command: str) -> str:
     data = {"command": command, "args": vars(args), "releases": results}
-    (RESULTS / "comfy_peers.json").write_text(json.dumps(data, indent=1, default=str))
+    base = "comfy_peers" + ("_target" if getattr(args, "only", None) == "target" else "") + getattr(args, "out_suffix", "")
+    (RESULTS / f"{base}.json").write_text(json.dumps(data, indent=1, default=str))
     md = report(results, args, command)
-    (RESULTS / "comfy_peers.md").write_text(md + "\n")
-    plot(results, RESULTS / "comfy_peers.png")
+    (RESULTS / f"{base}.md").write_text(md + "\n")
+    plot(results, RESULTS / f"{base}.png")
     return md
 
 
@@ -520,6 +604,12 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-per-class", type=int, default=20)
     ap.add_argument("--eval-cfgs", type=floats, default=floats("1,2,3,4"))
     ap.add_argument("--report", action="store_true", help="write the tables and plot again from comfy_peers.json")
+    ap.add_argument("--only", choices=["target"], default=None,
+                    help="only full compute, the forecast rows and the issue-16 target rows "
+                         "(writes comfy_peers_target.*)")
+    ap.add_argument("--targets", type=floats, default=None,
+                    help="with --only target: these targets only, without the forecast rows (to split a run)")
+    ap.add_argument("--out-suffix", default="", help="appended to the result files' names")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

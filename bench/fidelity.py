@@ -288,6 +288,60 @@ def run_l2c(R, model, args, meta) -> None:
                   param=(n, lam2))
 
 
+def run_target(R, model, args, meta) -> None:
+    """Issue 16: at each target, target mode (``raw`` coefficients) in every reuse mode, the fixed
+    interval at the same budget (bench.target_rows.even_interval) and TeaCache ``raw`` with the
+    threshold tuned by bisection to the same number of computed evaluations."""
+    from bench.target_rows import TARGET_MODES, TARGETS as T16, even_interval, tune_threshold
+    from cache_core import budget
+
+    def count(t):
+        ctl = make_controller(model, teacache=TeaCacheConfig(t, coefficients="raw"))
+        sample(model, R.labels, steps=R.steps, cfg=R.cfg, seed=R.seed, controller=ctl)
+        return sum(r.decision == "compute" for r in ctl.recorder.records if r.stream == "cond")
+
+    meta["target_thresholds"] = {}
+    for target in (args.targets or T16):
+        for mode in TARGET_MODES:
+            cfg = TeaCacheConfig(0.4, coefficients="raw", reuse=mode, target_speedup=target)
+            row = R.run(f"target {mode}", f"target {target:g}x {mode}",
+                        lambda cfg=cfg: make_controller(model, teacache=cfg), param=target)
+            with even_interval(budget):
+                R.run(f"interval at budget {mode}", f"even interval {target:g}x {mode}",
+                      lambda cfg=cfg: make_controller(model, teacache=cfg), param=target)
+        want = row["forwards_computed"]
+        thr, got = tune_threshold(count, want, 0.0, 0.6, 6)
+        meta["target_thresholds"][f"{target:g}"] = {"threshold": thr, "computed": got, "budget": want}
+        log.info("target %gx: threshold %.4f computes %d (budget %d)", target, thr, got, want)
+        for mode in TARGET_MODES:
+            R.run(f"threshold at budget {mode}", f"raw {thr:.4g} (tuned to {target:g}x) {mode}",
+                  lambda thr=thr, mode=mode: make_controller(
+                      model, teacache=TeaCacheConfig(thr, coefficients="raw", reuse=mode)), param=target)
+
+
+def target_table(rows: list[dict]) -> str:
+    """The issue-16 table: per target, every row at that budget, and the check (target mode >=
+    the better of the interval and the tuned threshold, minus 0.3 dB)."""
+    lines = ["### Target mode (issue 16): computed / evaluations per stream, bound, measured, PSNR / SSIM", "",
+             "| target | method | reuse | computed | bound | measured | PSNR dB | SSIM | vs best other (dB) |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for t in sorted({r["param"] for r in rows if str(r["family"]).startswith("target ")}):
+        for mode in ("cached", "taylor1", "taylor2"):
+            group = {k: next((r for r in rows if r["family"] == f"{k} {mode}" and r["param"] == t), None)
+                     for k in ("target", "interval at budget", "threshold at budget")}
+            if group["target"] is None:
+                continue
+            others = [g["psnr"] for k, g in group.items() if g is not None and k != "target"]
+            for k, r in group.items():
+                if r is None:
+                    continue
+                d = f"{r['psnr'] - max(others):+.2f}" if k == "target" and others else ""
+                lines.append(f"| {t:g}x | {k} | {mode} | {r['forwards_computed']}/{r['forwards']} | "
+                             f"{r['estimated_speedup']:.2f}x | {r['speedup']:.2f}x | {r['psnr']:.2f} | "
+                             f"{r['ssim']:.3f} | {d} |")
+    return "\n".join(lines)
+
+
 def run_baselines(R, model, args) -> None:
     n_blocks = len(model.blocks)
     for n in ([17, 10, 6] if args.quick else [20, 17, 14, 12, 10, 8, 6, 5]):
@@ -358,6 +412,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer points, 1 repeat (a smoke run)")
     ap.add_argument("--out", default="fidelity", help="basename of the result files in bench/results")
     ap.add_argument("--report", action="store_true", help="only redraw <out>.md and the plots from <out>.json")
+    ap.add_argument("--targets", type=float, nargs="*", default=None, help="with --only target: these targets only")
+    ap.add_argument("--only", choices=["target"], default=None,
+                    help="only the reference and the issue-16 target rows (writes <out>.md with their table)")
     args = ap.parse_args(argv)
     if args.report:
         data = json.loads((RESULTS / f"{args.out}.json").read_text())
@@ -379,6 +436,18 @@ def main(argv=None) -> int:
     sample(model, labels, steps=2, cfg=args.cfg, seed=args.seed)  # warm-up
     R.run("reference", "no cache")
     meta: dict = {"args": vars(args), "environment": environment()}
+    if args.only == "target":
+        run_target(R, model, args, meta)
+        md = target_table(R.rows)
+        print(md)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{args.out}.md").write_text(
+            f"## Reference DiT, target mode\n\n`python -m bench.fidelity {' '.join(argv or sys.argv[1:])}`: "
+            f"{len(labels)} samples, {args.steps} Euler steps, cfg {args.cfg:g}, {args.repeats} timed run(s) "
+            f"per row ({args.clock} clock), threads {torch.get_num_threads()}. computed = computed / ordinary "
+            "evaluations per stream; bound = 1 / share of block work computed.\n\n" + md + "\n")
+        write_json(f"{args.out}.json", {"meta": meta, "rows": R.rows, "seconds": time.perf_counter() - t_start})
+        return 0
     run_teacache(R, model, args, meta)
     run_l2c(R, model, args, meta)
     run_baselines(R, model, args)

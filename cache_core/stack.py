@@ -23,7 +23,7 @@ from typing import Callable, Hashable, Protocol, Sequence
 
 import torch
 
-from . import forecast
+from . import budget, forecast
 from .forecast import History
 from .compile_region import outside_compile
 from .stats import RunRecorder
@@ -134,6 +134,8 @@ class CacheController:
         self._l2c_reused_layers: set[int] | None = None
         self._l2c_steps = None
         self.ctx: ForwardContext | None = None
+        self.budget: budget.BudgetPlan | None = None  # target mode (teacache.target_speedup), per run
+        self._budget_states: StreamStates[budget.BudgetState] = StreamStates(budget.BudgetState)
 
     # -- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -147,6 +149,18 @@ class CacheController:
         self._l2c_reused_layers = None
         self._l2c_steps = None
         self.ctx = None
+        self.budget = None
+        self._budget_states.reset()
+
+    def plan_budget(self, sigmas, sampler: str = "") -> None:
+        """Target mode: the run's budget from its sigmas and sampler name (``cache_core.budget``).
+        Without this call the first forward plans for an even schedule of one-evaluation steps."""
+        cfg = self.teacache
+        if cfg is None or not cfg.target_speedup:
+            return
+        self.budget = budget.plan(cfg.target_speedup, sigmas, sampler,
+                                  lambda step, n, pos: forced_reason(step, n, pos, cfg) is not None)
+        self.recorder.target = self.budget
 
     def cache_bytes(self) -> int:
         """Bytes held by every cache (k+1 tensors per cache and part when forecasting), wherever they live."""
@@ -280,11 +294,14 @@ class CacheController:
         else:
             values = self._synced_changes(chunks, states)
         forced = forced_reason(ctx.info.step, ctx.info.n_steps, ctx.info.position, cfg)
+        if cfg.target_speedup and self.budget is None:
+            n = ctx.info.n_steps
+            self.plan_budget([1.0 - i / n for i in range(n + 1)])
         it = iter(values)
         decisions = []
         for k, c, s in zip(streams, chunks, states):
             change = next(it) if s.prev_indicator is not None else None
-            d, new = decide(s, change, cfg, forced)
+            d, new = decide(s, change, cfg, forced, self._budget_threshold(k, c, s, change, forced))
             new.prev_indicator = c  # updated on every evaluation, computed or not
             self.tc_states.set(k, new)
             decisions.append(d)
@@ -315,6 +332,9 @@ class CacheController:
                 # a batched forward computes every stream when any stream needs it; all accumulators restart
                 self._reset_accumulators(streams)
                 ctx.reason = "batch"
+        if self.budget is not None:
+            for k in streams:
+                self._budget_states.set(k, budget.computed(self._budget_states.get(k)))
         # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
         ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
 
@@ -328,6 +348,16 @@ class CacheController:
             refs.append(r)
         values = self.sync.relative_changes(diffs, refs, self.ctx.info.step)
         return [v for v, s in zip(values, states) if s.prev_indicator is not None]
+
+    def _budget_threshold(self, key, chunk, state: TeaCacheState, change, forced) -> float | None:
+        """Target mode: this stream's threshold for this evaluation (``cache_core.budget.decide``)."""
+        if self.budget is None:
+            return None
+        rescaled = self.teacache.coefficients.rescale(change) if change is not None else None
+        _, threshold, new = budget.decide(self.budget, self._budget_states.get(key, like=chunk), rescaled,
+                                          state.accumulated + (rescaled or 0.0), forced is not None)
+        self._budget_states.set(key, new)
+        return threshold
 
     def _reset_accumulators(self, streams) -> None:
         for k in streams:

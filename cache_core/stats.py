@@ -42,6 +42,7 @@ class RunRecorder:
     reuse: str = ""  # what skipped work gets (cache_core.forecast.describe)
     sampler: str = ""            # the sampler's name, when the caller knows it
     noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
+    target: object = None        # the run's cache_core.budget.BudgetPlan in target mode
     stream_names: dict = field(default_factory=dict)  # stream key -> name the user knows (report.stream_name)
 
     def start(self, n_steps: int = 0) -> None:
@@ -119,6 +120,11 @@ class RunRecorder:
             "guidance_computed": sum(r.decision == "compute" for r in guidance),
             "notes": list(self.notes),
         }
+        if self.target is not None:
+            from .budget import target_summary
+            t = target_summary(self.target, recs, est, measured)
+            out.update(t["fields"])
+            out["notes"].append(t["note"])
         if total and computed == total and layers_r == 0:
             out["notes"].append(self._why_no_reuse())
         elif self.noisy_sampler and self.threshold:

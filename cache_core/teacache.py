@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .budget import check_target
 from .coefficients import CoefficientProfile, get_profile
 from .forecast import mode_tag, reuse_order
 
@@ -27,6 +28,7 @@ class TeaCacheConfig:
     cache_device: str = "main"   # "main" (compute device) or "offload" (CPU)
     reuse: str = "cached"        # "cached" (reuse the residual) or "taylor1"/"taylor2" (forecast it)
     compute_every: int = 0       # N >= 1: compute every N-th step, reuse or forecast between; 0 = the accumulator decides
+    target_speedup: float = 0.0  # s >= 1: compute about 1/s of the evaluations (cache_core.budget); 0 = the threshold decides
 
     def __post_init__(self):
         t = self.rel_l1_thresh
@@ -50,6 +52,10 @@ class TeaCacheConfig:
                 or self.compute_every < 0:
             raise ValueError(f"compute_every must be a whole number >= 0 (0 = the threshold decides, "
                              f"N = compute every N-th step), got {self.compute_every!r}")
+        self.target_speedup = check_target(self.target_speedup)
+        if self.target_speedup and self.compute_every:
+            raise ValueError(f"target_speedup ({self.target_speedup:g}) and compute_every ({self.compute_every}) both "
+                             "choose which steps compute; set one of them to 0 (e.g. target_speedup 2, compute_every 0)")
         if self.cache_device not in ("main", "offload"):
             raise ValueError(f"cache_device must be 'main' or 'offload', got {self.cache_device!r}")
         if isinstance(self.coefficients, str):
@@ -65,7 +71,8 @@ class TeaCacheConfig:
         return reuse_order(self.reuse)
 
     def run_id(self) -> str:
-        parts = [f"t{self.rel_l1_thresh:g}", self.coefficients.name]
+        parts = [f"x{self.target_speedup:g}" if self.target_speedup else f"t{self.rel_l1_thresh:g}",
+                 self.coefficients.name]
         if self.start_percent > 0 or self.end_percent < 1:
             parts.append(f"w{self.start_percent:g}-{self.end_percent:g}")
         if self.warmup_steps:
@@ -120,13 +127,15 @@ def forced_reason(step: int, n_steps: int, position: float, config: TeaCacheConf
 
 
 def decide(state: TeaCacheState, change: float | None, config: TeaCacheConfig,
-           forced: str | None = None) -> tuple[Decision, TeaCacheState]:
+           forced: str | None = None, threshold: float | None = None) -> tuple[Decision, TeaCacheState]:
     """Pure decision for one evaluation of one stream.
 
     ``change`` is the relative L1 change of the indicator against the previous evaluation (None on
     the first). Returns the decision and the new state (the caller stores the new indicator).
     With ``config.compute_every`` the accumulator is kept for the report but does not decide:
     only forced steps (``forced_reason`` says "interval" every N-th step) and the cap compute.
+    ``threshold`` replaces ``config.rel_l1_thresh`` (target mode, ``cache_core.budget``: the reason
+    is then "target").
     """
     evals = state.evaluations + 1
     if change is None:
@@ -136,8 +145,9 @@ def decide(state: TeaCacheState, change: float | None, config: TeaCacheConfig,
     if forced is not None:
         return (Decision(True, forced, change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals))
     acc = state.accumulated + rescaled
-    if acc >= config.rel_l1_thresh and not config.compute_every:
-        return Decision(True, "threshold", change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals)
+    if acc >= (config.rel_l1_thresh if threshold is None else threshold) and not config.compute_every:
+        return (Decision(True, "threshold" if threshold is None else "target", change, rescaled, 0.0),
+                TeaCacheState(None, 0.0, 0, evals))
     if config.max_consecutive_skips and state.consecutive_reuses >= config.max_consecutive_skips:
         return Decision(True, "cap", change, rescaled, 0.0), TeaCacheState(None, 0.0, 0, evals)
     return (Decision(False, "reuse", change, rescaled, acc),

@@ -5,7 +5,9 @@ import math
 
 from comfy_api.latest import io
 
+from ..cache_core.budget import check_target
 from ..cache_core.forecast import reuse_order
+from ..cache_core.l2c.target import load_for_target
 from ..cache_core.l2c import ScheduleError, load_any
 from . import folders
 from .adapters import detect
@@ -29,16 +31,25 @@ def schedule_choices() -> list[str]:
     return folders.listing(folders.SCHEDULES) or [NO_SCHEDULE]
 
 
-def load_schedule_for(adapter, name: str, threshold: float):
+def load_schedule_for(adapter, name: str, threshold: float, target_speedup: float = 0.0):
+    """(schedule, note): the schedule ``name`` for ``adapter``'s model; with a target (>= 1),
+    re-decided so that it computes about 1/target of the layer work (``cache_core.l2c.target``),
+    and the note says the share reached ("" without a target)."""
     if threshold is None or math.isnan(threshold) or math.isinf(threshold) or not (0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}; 0.1 is the paper's value")
+    target_speedup = check_target(target_speedup)
     path = folders.resolve(folders.SCHEDULES, name)
-    sched = load_any(path, threshold)  # never runs pickle code; raises ScheduleError with the reason
+    note = ""
+    if target_speedup:  # never runs pickle code either
+        res = load_for_target(path, target_speedup, threshold)
+        sched, note = res.schedule, res.describe()
+    else:
+        sched = load_any(path, threshold)  # never runs pickle code; raises ScheduleError with the reason
     sched.validate_for(adapter.name, adapter.n_blocks)
     if tuple(sched.branches) != tuple(adapter.branches):
         raise ScheduleError(f"{name}: schedule branches {list(sched.branches)} do not match what "
                             f"{adapter.display} exposes {list(adapter.branches)}; learn a schedule for this model")
-    return sched
+    return sched, note
 
 
 class L2CScheduleLoader(io.ComfyNode):
@@ -61,18 +72,25 @@ class L2CScheduleLoader(io.ComfyNode):
                                tooltip="For files holding router logits: a layer computes where sigmoid(logit) > "
                                        "threshold. Higher = more reuse. Ignored for finished schedules."),
                 reuse_input("cached layer"),
+                io.Float.Input("target_speedup", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="Ask for a speed-up of the block work instead: 2 = the schedule computes "
+                                       "about half of the layer work, reusing first what the router ranks safest "
+                                       "(the threshold above is then chosen for you). The summary says the share "
+                                       "reached. 0 = the schedule as it is."),
             ],
             outputs=[io.Model.Output(tooltip="The model with the L2C schedule."),
                      io.String.Output(display_name="summary", tooltip="What the schedule computes and reuses.")],
         )
 
     @classmethod
-    def execute(cls, model, schedule, threshold, reuse="cached") -> io.NodeOutput:
+    def execute(cls, model, schedule, threshold, reuse="cached", target_speedup=0.0) -> io.NodeOutput:
         reuse_order(reuse)  # a clear error before anything is loaded
         if schedule == NO_SCHEDULE:
             raise ValueError(no_schedule_message())
         adapter = detect(model)
-        sched = load_schedule_for(adapter, schedule, threshold)
-        patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse,
-                                 node="L2C Schedule Loader")
-        return io.NodeOutput(patched, sched.describe())
+        sched, note = load_schedule_for(adapter, schedule, threshold, target_speedup)
+        patched, holder = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse,
+                                      node="L2C Schedule Loader")
+        # the share reached, in every run's stats (an earlier loader's target note is replaced)
+        holder.notes = [n for n in holder.notes if not n.startswith("L2C target")] + ([note] if note else [])
+        return io.NodeOutput(patched, sched.describe() + ("\n" + note if note else ""))

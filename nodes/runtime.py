@@ -50,6 +50,7 @@ class CacheRun:
         self.recorder = rec
         self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
                                           l2c_reuse=holder.l2c_reuse, sync=holder.sync)
+        self.controller.plan_budget(self.locator.sigmas, rec.sampler)  # target mode only
         self.passes = PassClassifier()
 
 

@@ -81,19 +81,26 @@ class TeaCachePatch(io.ComfyNode):
                                      "or forecast in between (TaylorSeer's schedule, a predictable speed-up of "
                                      "about N). 0 = the accumulated change decides. rel_l1_thresh 0 still turns "
                                      "caching off."),
+                io.Float.Input("target_speedup", default=0.0, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="Ask for a speed-up instead of a threshold: 2 = compute about half of the "
+                                       "model evaluations per cond stream (heun's too), spent where the model's "
+                                       "input changes most; works with any coefficients, step count and sampler. "
+                                       "First and last steps always compute, and count. 0 = off (rel_l1_thresh "
+                                       "decides). rel_l1_thresh 0 still turns caching off."),
             ],
             outputs=[io.Model.Output(tooltip="The model with TeaCache.")],
         )
 
     @classmethod
     def execute(cls, model, rel_l1_thresh, start_percent, end_percent, coefficients, cache_device,
-                max_consecutive_skips, reuse="cached", compute_every=0) -> io.NodeOutput:
+                max_consecutive_skips, reuse="cached", compute_every=0, target_speedup=0.0) -> io.NodeOutput:
         adapter = detect(model)  # raises with the supported list before anything is changed
         thresh = resolve_threshold(rel_l1_thresh, adapter)
         profile, candidates = profiles.resolve_profile(coefficients, adapter, model)
         cfg = TeaCacheConfig(rel_l1_thresh=thresh, coefficients=profile, start_percent=start_percent,
                              end_percent=end_percent, max_consecutive_skips=int(max_consecutive_skips),
-                             cache_device=cache_device, reuse=reuse, compute_every=int(compute_every))
+                             cache_device=cache_device, reuse=reuse, compute_every=int(compute_every),
+                             target_speedup=target_speedup)
         patched, holder = patch_model(model, lambda m: adapter, teacache=cfg, node="TeaCache Patch")
         holder.calibrated = candidates  # a run picks the one calibrated nearest its step count
         return io.NodeOutput(patched)

@@ -395,9 +395,10 @@ def output(x, slot=0):
 
 
 def teacache(g, model, title=None, rel_l1_thresh=-1.0, coefficients="auto"):
+    """TeaCache Patch at the README's recommended setting: target_speedup 2 with reuse taylor1."""
     return g.add("DitCache_TeaCachePatch", title=title, model=output(model),
                  rel_l1_thresh=rel_l1_thresh, start_percent=0.0, end_percent=1.0, coefficients=coefficients,
-                 cache_device="main", max_consecutive_skips=0)
+                 cache_device="main", max_consecutive_skips=0, reuse="taylor1", target_speedup=2.0)
 
 
 def stats_then_decode(g, patched, latent, vae, save="image", prefix="dit-cache", fps=16.0, title=None):

@@ -257,6 +257,7 @@ def test_workflow_uses_cache_nodes(path, registry, gen):
         vals = dict(zip(layout, n["widgets_values"]))
         assert vals["rel_l1_thresh"] == -1.0, "use the recommended threshold (-1)"
         assert vals["coefficients"] == "auto"
+        assert (vals["target_speedup"], vals["reuse"]) == (2.0, "taylor1"), "use the recommended setting"
     stats = [n for n in wf["nodes"] if n["type"] == "DitCache_CacheStats"]
     assert stats, "no Cache Stats"
     for s in stats:
