@@ -94,6 +94,9 @@ class ForwardContext:
     l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
     kind: str = ""        # "" for the sampler's ordinary pass, else the guidance pass id (stats only)
     cached: bool = True   # False: every block runs as in the plain model, no cache is read or written
+    # forwards that must take one branch (cache_core.lockstep): called once at block 0 with whether
+    # this forward would reuse; returns whether it may
+    agree: Callable[[bool], bool] | None = None
 
 
 class CacheController:
@@ -125,6 +128,7 @@ class CacheController:
         self._l2c_reused_layers: set[int] | None = None
         self._l2c_steps = None
         self.ctx: ForwardContext | None = None
+        self.device = ""  # which device's model this controller drives, for the stats ("" = the only one)
 
     # -- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -147,11 +151,13 @@ class CacheController:
         n += sum(h.nbytes() for _, h, _ in self._branch_out.values())
         return n
 
-    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True) -> None:
+    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True,
+              agree: Callable[[bool], bool] | None = None) -> None:
         """A model forward of ``streams`` (one key per batch chunk) starts. ``kind`` labels a
-        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state."""
+        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state.
+        ``agree``: see :attr:`ForwardContext.agree`."""
         self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter(),
-                                  kind=kind, cached=cached, reason="" if cached else "uncached")
+                                  kind=kind, cached=cached, reason="" if cached else "uncached", agree=agree)
         if self.l2c is not None and cached:
             row = self.l2c.for_step(info.step, info.n_steps)
             self.ctx.l2c_row = row
@@ -178,7 +184,7 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind, device=self.device)
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
@@ -254,6 +260,7 @@ class CacheController:
             decisions.append(d)
         ctx.decisions = decisions
         stack_in = hooks.stack_input(inputs)
+        final = None
         if all(not d.compute for d in decisions):
             final = self._restore(ctx, streams, stack_in)
             if final is None:
@@ -263,17 +270,20 @@ class CacheController:
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
                 self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
-            else:
-                ctx.skip = True
-                ctx.final = final
-                key = tuple(streams)
-                self._skip_epoch[key] = self._skip_epoch.get(key, 0) + 1
-                return
-            self._reset_accumulators(streams)
-        elif any(not d.compute for d in decisions):
+                final = None
+        if ctx.agree is not None and not ctx.agree(final is not None) and final is not None:
+            final = None
+            ctx.reason = "lockstep"  # another forward of this evaluation computes: so does this one
+        if final is not None:
+            ctx.skip = True
+            ctx.final = final
+            key = tuple(streams)
+            self._skip_epoch[key] = self._skip_epoch.get(key, 0) + 1
+            return
+        if any(not d.compute for d in decisions):
             # a batched forward computes every stream when any stream needs it; all accumulators restart
             self._reset_accumulators(streams)
-            ctx.reason = "batch"
+            ctx.reason = ctx.reason or "batch"
         # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
         ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
 
