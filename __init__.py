@@ -10,7 +10,10 @@ except ImportError:
 
 WEB_DIRECTORY = "./web"
 
-if _IN_COMFY:
+# ``__package__`` is empty when this file is imported as a bare module: pytest does that for the
+# checkout's root when its folder name is not a Python identifier (e.g. a worktree "wt-x"), and a
+# relative import would fail there; ComfyUI always imports it as a package.
+if _IN_COMFY and __package__:
     from .nodes.extension import comfy_entrypoint  # noqa: F401
 
-__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"] if _IN_COMFY else ["WEB_DIRECTORY"]
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"] if "comfy_entrypoint" in globals() else ["WEB_DIRECTORY"]

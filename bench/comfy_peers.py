@@ -432,7 +432,7 @@ def plot(results: dict, path: Path) -> None:
     """PSNR against measured speed-up, one panel per release, the same colour per method in each
     (a method that failed on a release keeps its legend entry, with no points)."""
     from PIL import Image
-    from cache_core.demo import scatter_plot
+    from dit_reference.demo import scatter_plot
     fams = []
     for res in results.values():
         for r in res["rows"]:
@@ -477,8 +477,8 @@ def parent(args, argv: list[str]) -> int:
             results[res["environment"]["comfyui"]] = res
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.accuracy:
-        out = {"command": command, "model": "cache_core/data/diffusion_models/dit_cache_flux_digits.safetensors",
-               "classifier": "cache_core/data/reference_classifier.json",
+        out = {"command": command, "model": "dit_reference/data/diffusion_models/dit_cache_flux_digits.safetensors",
+               "classifier": "dit_reference/data/reference_classifier.json",
                "releases": {v: r["accuracy"] for v, r in results.items()}}
         (REPO / "reference" / "flux_digits" / "eval.json").write_text(json.dumps(out, indent=1))
         return 0

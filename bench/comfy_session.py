@@ -34,7 +34,7 @@ class Session:
         self.version = self.ns.version
         import comfy.utils
         comfy.utils.PROGRESS_BAR_ENABLED = False
-        self.fd = sub("cache_core.flux_digits")
+        self.fd = sub("dit_reference.flux_digits")
         self.nodes = {name: sub(f"nodes.{name}") for name in
                       ("teacache_node", "l2c_node", "learn_nodes", "digits_nodes", "runtime", "folders", "profiles")}
         self.nodes["folders"].register()
@@ -108,14 +108,14 @@ def count_blocks(dm, weights):
 
 def kornia_metrics(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     """(PSNR dB, SSIM) of two [B, 1, 8, 8] pixel batches in [-1, 1]: the demo's conventions
-    (``cache_core.demo.psnr`` / ``ssim``: kornia through ``cache_core.metrics``, data range 2, one
+    (``dit_reference.demo.psnr`` / ``ssim``: kornia through ``cache_core.metrics``, data range 2, one
     MSE over the batch, a 3x3 window without padding), as every benchmark of the digits uses."""
-    from cache_core.demo import psnr, ssim
+    from dit_reference.demo import psnr, ssim
     return psnr(a, b), ssim(a, b)
 
 
 def classifier():
-    from cache_core.demo import DigitClassifier
+    from dit_reference.classifier import DigitClassifier
     return DigitClassifier()
 
 

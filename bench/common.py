@@ -2,7 +2,7 @@
 
 The baseline policies (uniform step skipping, a First-Block-Cache-style indicator, an
 EasyCache-style transformation-rate indicator) are implemented here, outside cache_core, as
-small duck-typed controllers that :func:`cache_core.reference_sampling.sample` drives exactly like
+small duck-typed controllers that :func:`dit_reference.sampling.sample` drives exactly like
 a :class:`cache_core.stack.CacheController` (``begin``/``block``/``branch``/``end``/``recorder``).
 They reuse the residual of the whole block stack (or of blocks 1.. for First-Block-Cache), the
 same mechanism TeaCache uses, so only the *decision* differs. Decisions are joint over the batch
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from cache_core.demo import CLOCKS
+from dit_reference.demo import CLOCKS
 from cache_core.stats import RunRecorder
 
 log = logging.getLogger("bench")

@@ -3,7 +3,7 @@
     python -m bench.fidelity [--per-class 10] [--steps 25] [--cfg 3] [--repeats 3] [--threads 1] [--quick]
 
 Every method samples the same classes and seeds; fidelity is PSNR / SSIM against the uncached
-samples of the same run (cache_core.demo.psnr / ssim) and the digits-classifier accuracy.
+samples of the same run (dit_reference.demo.psnr / ssim) and the digits-classifier accuracy.
 Speed-up is measured: time of the uncached sampler (median of the last three uncached runs;
 one is timed next to every method, because a shared machine's speed drifts) divided by the median
 of ``--repeats`` runs of the method, in this process; ``--clock cpu`` times by this process's CPU
@@ -42,9 +42,10 @@ import torch
 
 from bench.common import (CLOCKS, RESULTS, EasyCacheRate, StackSkipController, UniformSkip, environment, interpolate_at,
                           log, median, pareto, setup, timed, write_json)
-from cache_core.demo import DigitClassifier, learn_l2c_schedule, psnr, scatter_plot, ssim, track_branches
-from cache_core.reference_dit import ReferenceDiT
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.classifier import DigitClassifier
+from dit_reference.demo import learn_l2c_schedule, psnr, scatter_plot, ssim, track_branches
+from dit_reference.model import ReferenceDiT
+from dit_reference.sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
 BRANCH_COST = {"attn": 1 / 3, "mlp": 2 / 3}
@@ -59,7 +60,7 @@ def work_done(model, ctl, steps: int) -> float:
         per_step.setdefault(r.step, (r.decision, r.layers_computed))
     done = 0.0
     sched = getattr(ctl, "l2c", None)
-    if sched is not None:  # the branches actually computed (see cache_core.demo.track_branches)
+    if sched is not None:  # the branches actually computed (see dit_reference.demo.track_branches)
         return sum(BRANCH_COST[name] for _, name, _ in ctl.branch_calls) / L / steps
     for step, (decision, layers) in per_step.items():
         if decision != "compute":
@@ -127,7 +128,7 @@ class Runner:
 
 
 def calibrated_profile(model, steps, cfg, seeds):
-    from cache_core.calibrate import record_reference
+    from dit_reference.calibrate import record_reference
     rec = record_reference(model, steps=steps, seeds=seeds, cfg=cfg, batch=20)
     res = rec.fit(order=4)
     log.info("calibrated TeaCache polynomial on %d pairs: %s, range %s, rel. error %.3f", res.n,

@@ -21,9 +21,9 @@ import sys
 import torch
 
 from bench.common import RESULTS, environment, log, setup, write_json
-from cache_core.demo import psnr
-from cache_core.reference_dit import ReferenceDiT, ReferenceHooks
-from cache_core.reference_sampling import flow_sigmas, sample
+from dit_reference.demo import psnr
+from dit_reference.model import ReferenceDiT, ReferenceHooks
+from dit_reference.sampling import flow_sigmas, sample
 from cache_core.stack import CacheController
 from cache_core.teacache import TeaCacheConfig
 

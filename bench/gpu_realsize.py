@@ -13,7 +13,7 @@ checkout holding this pack: ``devtools.comfy_host.find_comfyui``) it builds
   at 832x480 with 81 frames: a 16x21x60x104 latent = 21*30*52 = 32760 tokens after the 1x2x2
   patchify, plus 512 T5 tokens;
 
-otherwise (no ComfyUI) a stand-in stack of adaLN DiT blocks (cache_core.reference_dit.Block) of the
+otherwise (no ComfyUI) a stand-in stack of adaLN DiT blocks (dit_reference.model.Block) of the
 same width, depth, heads and token count, labelled ``standin``.
 
 A *computed* step is a full forward. A *reused* step is the forward TeaCache runs on a reuse: every
@@ -164,7 +164,7 @@ class StandIn(torch.nn.Module):
 
     def __init__(self, width, depth, heads, tokens, dtype):
         super().__init__()
-        from cache_core.reference_dit import Block
+        from dit_reference.model import Block
         self.blocks = torch.nn.ModuleList([Block(width, heads, 4.0) for _ in range(depth)])
         self.inp = torch.nn.Linear(64, width)
         self.out = torch.nn.Linear(width, 64)

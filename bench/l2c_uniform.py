@@ -14,10 +14,10 @@ import logging
 import torch
 
 from bench.common import RESULTS, environment, setup, write_json
-from cache_core.demo import psnr
+from dit_reference.demo import psnr
 from cache_core.l2c import L2CSchedule
-from cache_core.reference_dit import ReferenceDiT
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.model import ReferenceDiT
+from dit_reference.sampling import make_controller, sample
 
 log = logging.getLogger("bench")
 

@@ -21,10 +21,10 @@ import time
 import torch
 
 from bench.common import (RESULTS, StackSkipController, UniformSkip, environment, log, median, setup, write_json)
-from cache_core.demo import scatter_plot
+from dit_reference.demo import scatter_plot
 from cache_core.l2c import L2CSchedule
-from cache_core.reference_dit import ReferenceDiT
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.model import ReferenceDiT
+from dit_reference.sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
 

@@ -65,11 +65,12 @@ def to_api(workflow: dict, object_info: dict) -> dict:
             raise ValueError(f"node {n['id']} is a {n['type']}, which this ComfyUI does not have")
         info = dict(info, input_order=info.get("input_order") or
                     {k: list(v.keys()) for k, v in info["input"].items()})
-        layout = tools.widget_layout(info)
         values = list(n.get("widgets_values") or [])
-        if len(values) != len(layout):
-            raise ValueError(f"node {n['id']} ({n['type']}): {len(values)} widget values for {len(layout)} widgets")
-        inputs = {name: v for (name, kind), v in zip(layout, values) if kind == "value"}
+        # as the page assigns them (a widget this release added keeps its default)
+        loaded, extra = tools.loaded_widgets(info, values)
+        if extra:
+            raise ValueError(f"node {n['id']} ({n['type']}): {len(values)} widget values for {len(loaded)} widgets")
+        inputs = {name: v for name, kind, _, _, v in loaded if kind == "value"}
         for slot in n["inputs"]:
             if slot.get("link") is not None:
                 _, origin, origin_slot, *_ = links[slot["link"]]

@@ -26,9 +26,9 @@ from types import SimpleNamespace
 
 import torch
 
-from cache_core.demo import psnr
-from cache_core.reference_dit import ReferenceDiT
-from cache_core.reference_sampling import STREAMS, flow_sigmas, make_controller
+from dit_reference.demo import psnr
+from dit_reference.model import ReferenceDiT
+from dit_reference.sampling import STREAMS, flow_sigmas, make_controller
 from cache_core.steps import StepLocator
 from cache_core.teacache import TeaCacheConfig
 

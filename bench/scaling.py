@@ -25,9 +25,9 @@ import time
 import torch
 
 from bench.common import RESULTS, StackSkipController, UniformSkip, environment, log, median, setup, write_json
-from cache_core.demo import scatter_plot
-from cache_core.reference_dit import ReferenceConfig, ReferenceDiT
-from cache_core.reference_sampling import sample
+from dit_reference.demo import scatter_plot
+from dit_reference.model import ReferenceConfig, ReferenceDiT
+from dit_reference.sampling import sample
 
 
 def measure(model, batch: int, steps: int, repeats: int, cfg: float = 3.0) -> dict:

@@ -332,30 +332,5 @@ class RecordingController:
                                step=self.step)
 
 
-# ---------------------------------------------------------------------------------------------
-# the reference model
-# ---------------------------------------------------------------------------------------------
-
-
-def record_reference(model, steps: int = 20, seeds: Sequence[int] = (0, 1, 2, 3), cfg: float = 3.0,
-                     batch: int = 8, changes: ChangeRecorder | None = None) -> ChangeRecorder:
-    """Samples the reference DiT at full compute for every seed and records the pairs; the model
-    output is the velocity prediction (cond and uncond streams separately)."""
-    from .reference_dit import ReferenceHooks
-    from .reference_sampling import sample
-
-    rec = changes if changes is not None else ChangeRecorder()
-    ctl = RecordingController(ReferenceHooks(model), rec)
-    handle = model.register_forward_hook(lambda mod, args, out: ctl.output(out))
-    try:
-        for seed in seeds:
-            g = torch.Generator().manual_seed(10_000 + int(seed))
-            labels = torch.randint(0, model.cfg.classes, (batch,), generator=g)
-            sample(model, labels, steps=steps, cfg=cfg, seed=int(seed), controller=ctl)  # resets at the end
-    finally:
-        handle.remove()
-    return rec
-
-
 __all__ = ["CalibrationResult", "fit_coefficients", "prediction_error", "nnls", "lsi", "ChangeRecorder",
-           "RecordingController", "record_reference"]
+           "RecordingController"]

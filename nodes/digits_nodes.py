@@ -1,7 +1,7 @@
 """The Flux digits model in a graph (a CPU-sized Flux to try the pack on without downloads): a
 loader for small Flux files, text-free digit conditioning and the fixed decode to pixels.
 
-The model, its latent layout and its conditioning are described in ``cache_core/flux_digits.py``
+The model, its latent layout and its conditioning are described in ``dit_reference/flux_digits.py``
 and ``reference/flux_digits/README.md``."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..cache_core import flux_digits as fd
+from ..dit_reference import flux_digits as fd
 
 log = logging.getLogger("dit_cache")
 

@@ -6,6 +6,8 @@ import os
 
 import folder_paths
 
+from ..dit_reference.flux_digits import MODEL_DIR
+
 SCHEDULES = "l2c_schedules"
 PROFILES = "teacache_profiles"
 _EXTS = {SCHEDULES: {".safetensors", ".pt", ".pth"}, PROFILES: {".json"}}
@@ -14,8 +16,7 @@ MAX_FILE_BYTES = 64 * 2**20  # far above any schedule or profile; refuse larger 
 
 # the pack's own diffusion model (the Flux digits model), listed by "Load Diffusion Model" beside
 # the user's models; a search path only, never a place ComfyUI writes to (appended, not the default)
-PACK_DIFFUSION_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cache_core",
-                                     "data", "diffusion_models")
+PACK_DIFFUSION_MODELS = str(MODEL_DIR)
 
 
 def register() -> None:

@@ -4,13 +4,13 @@
     python reference/train_reference.py --eval-only    # evaluate the shipped weights only
 
 Writes
-  cache_core/data/reference_dit.safetensors   EMA weights; metadata: config, seed, steps, final loss, ...
-  cache_core/data/reference_classifier.json   digits classifier (multinomial logistic regression)
-                                              evaluated with numpy by cache_core.demo.DigitClassifier
+  dit_reference/data/reference_dit.safetensors   EMA weights; metadata: config, seed, steps, final loss, ...
+  dit_reference/data/reference_classifier.json   digits classifier (multinomial logistic regression)
+                                                 evaluated with numpy by dit_reference.classifier.DigitClassifier
   reference/loss_curve.json (+ loss_curve.png) training loss every few steps
   reference/eval.json                         classifier accuracy of full-compute samples
 
-Flow matching as in cache_core.reference_sampling: x_t = (1 - t) x0 + t noise, velocity target
+Flow matching as in dit_reference.sampling: x_t = (1 - t) x0 + t noise, velocity target
 noise - x0, t ~ U(0, 1). Labels are replaced by the null class with probability 0.1 so that the
 model also learns the unconditional velocity (classifier-free guidance).
 """
@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cache_core.reference_dit import WEIGHTS, ReferenceConfig, ReferenceDiT  # noqa: E402
-from cache_core.reference_sampling import sample  # noqa: E402
+from dit_reference.model import WEIGHTS, ReferenceConfig, ReferenceDiT  # noqa: E402
+from dit_reference.sampling import sample  # noqa: E402
 
 log = logging.getLogger("train_reference")
 HERE = Path(__file__).resolve().parent

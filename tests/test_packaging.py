@@ -23,7 +23,7 @@ SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
                     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
                     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
 REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
-CODE_DIRS = ("nodes", "cache_core")
+CODE_DIRS = ("nodes", "cache_core", "dit_reference")
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,23 @@ def test_dependencies_have_floors_only(pyproject):
         spec = REQ_NAME.match(d).group(3).split(";")[0].replace(" ", "")
         assert spec.startswith(">="), f"dependency {d!r}: give a floor (>=), not a pin or nothing"
         assert "<" not in spec and "==" not in spec and "~=" not in spec, f"dependency {d!r} has a cap or pin"
+
+
+def test_every_code_package_and_data_file_is_packaged(pyproject):
+    """``pip install .`` ships every package of the pack's code (the engine and the reference
+    package, whose weights the digits nodes, the demo and the tests load) with its data files."""
+    st = pyproject["tool"]["setuptools"]
+    packages = set(st["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for d in ("cache_core", "dit_reference")
+             for p in (REPO / d).rglob("__init__.py")}
+    assert found <= packages, f"packages missing from [tool.setuptools] packages: {sorted(found - packages)}"
+    for pkg in ("cache_core", "dit_reference"):
+        root = REPO / pkg
+        data = {p for p in (root / "data").rglob("*") if p.is_file()}
+        assert data, f"{pkg}/data holds no files"
+        shipped = {p for pattern in st["package-data"].get(pkg, []) for p in root.glob(pattern)}
+        assert data <= shipped, f"not in [tool.setuptools.package-data] {pkg}: " \
+            f"{sorted(str(p.relative_to(root)) for p in data - shipped)}"
 
 
 # ---------------------------------------------------------------- pyproject [tool.comfy]
@@ -178,7 +195,7 @@ def test_comfyignore_keeps_tests_and_outputs_out():
              if l.strip() and not l.startswith("#")]
     for needed in ("tests/", "bench/results/", "reference/"):
         assert needed in lines, f".comfyignore should exclude {needed}"
-    for keep in ("nodes/", "cache_core/", "web/", "workflows/", "__init__.py", "pyproject.toml", "LICENSE"):
+    for keep in ("nodes/", "cache_core/", "dit_reference/", "web/", "workflows/", "__init__.py", "pyproject.toml", "LICENSE"):
         assert keep not in lines, f".comfyignore must not exclude {keep}"
 
 

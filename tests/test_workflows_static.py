@@ -72,3 +72,28 @@ def test_our_nodes_match_schema(path):
         elif n["type"].startswith("DitCache_"):
             pytest.fail(f"unknown node of ours: {n['type']}")
     assert "DitCache_TeaCachePatch" in found and "DitCache_CacheStats" in found
+
+
+def _generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dit_cache_make_workflows", FILES[0].parent / "make_workflows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generator_table_rows():
+    """One row of make_workflows.TABLE per file, each naming a builder that takes its parameters
+    (the host test builds them against ComfyUI's own node definitions and compares bytes)."""
+    import inspect
+    gen = _generator()
+    names = [w.file for w in gen.TABLE]
+    assert len(names) == len(set(names)), "a workflow file has two rows"
+    assert sorted(names) == [p.stem for p in FILES], "every workflows/*.json needs one TABLE row, and back"
+    for w in gen.TABLE:
+        try:
+            inspect.signature(w.build).bind(None, **w.params)
+        except TypeError as e:
+            pytest.fail(f"{w.file}: {w.build.__name__} does not take these parameters: {e}")
+        if w.needs is not None:
+            assert gen.release_tuple(w.needs) > gen.release_tuple("0.3.64"), f"{w.file}: needs {w.needs}"

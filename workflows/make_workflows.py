@@ -1,14 +1,17 @@
 """Generate the example workflows in this folder (ComfyUI UI / litegraph format, drag-and-drop
-loadable), one per model family plus an L2C one and a with/without-TeaCache comparison
+loadable): one per model family plus an L2C one and with/without-TeaCache comparisons
 (``compare_graph``, reusable for any model).
 
     python workflows/make_workflows.py            # write workflows/*.json
     python workflows/make_workflows.py --check    # exit 1 if a file would change
 
-Widget orders and defaults are read from the live node definitions (the same data ComfyUI's
-``/object_info`` serves: ``input`` + ``input_order``): stock nodes from a ComfyUI checkout
-(``COMFYUI_PATH``, or the checkout holding this pack: ``devtools.comfy_host``), our nodes from this pack's
-``comfy_entrypoint()``.  Output is deterministic (no random ids, no timestamps).
+``TABLE`` (at the end) has one row per file: the builder that draws the graph (``t2i``,
+``image_edit``, ``wan``, ... each documents its parameters) and the row's models, prompts and
+sampler settings; a new family is one row. Widget orders and defaults are read from the live node
+definitions (the same data ComfyUI's ``/object_info`` serves: ``input`` + ``input_order``): stock
+nodes from a ComfyUI checkout (``COMFYUI_PATH``, or the checkout holding this pack:
+``devtools.comfy_host``; the files are made with ``GENERATED_WITH``), our nodes from this pack's
+``comfy_entrypoint()``. Output is deterministic (no random ids, no timestamps).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -107,9 +111,13 @@ def object_info(ns=None) -> tuple[dict, set]:
 def input_spec(info: dict, name: str):
     for group in ("required", "optional"):
         if name in info["input"].get(group, {}):
-            spec = info["input"][group][name]
-            return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+            return _spec(info["input"][group][name])
     raise KeyError(name)
+
+
+# A V3 DynamicCombo (ComfyUI 0.33.0: SaveVideo's ``format``): a combo whose chosen option adds
+# that option's inputs, named ``<combo>.<input>``, right after it (nested combos likewise).
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 
 
 def combo_options(typ, opts) -> list | None:
@@ -117,7 +125,19 @@ def combo_options(typ, opts) -> list | None:
         return list(typ)
     if typ == "COMBO":
         return list(opts.get("options", []))
+    if typ == DYNAMIC_COMBO:
+        return [o["key"] for o in opts.get("options", [])]
     return None
+
+
+def default_value(typ, opts):
+    """The value the page gives a new widget: its default, else its first option."""
+    if "default" in opts:
+        return opts["default"]
+    choices = combo_options(typ, opts)
+    if not choices:
+        raise ValueError("no default and no options")
+    return choices[0]
 
 
 FILE_EXTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".json", ".png", ".jpg", ".jpeg",
@@ -134,7 +154,8 @@ def is_widget(typ, opts) -> bool:
     if opts.get("forceInput"):
         return False
     # a V3 MultiType input ("FLOAT,INT") shows the widget its first type names
-    return isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or opts.get("widgetType") in WIDGET_TYPES
+    return (isinstance(typ, (list, tuple)) or typ in WIDGET_TYPES or typ == DYNAMIC_COMBO
+            or opts.get("widgetType") in WIDGET_TYPES)
 
 
 def ordered_inputs(info: dict) -> list[str]:
@@ -142,20 +163,62 @@ def ordered_inputs(info: dict) -> list[str]:
     return list(order.get("required", [])) + list(order.get("optional", []))
 
 
-def widget_layout(info: dict) -> list[tuple[str, str]]:
-    """``[(input_name, kind)]`` in widgets_values order; kind is "value", "control" (the
-    control_after_generate entry after a seed) or "upload" (the image upload button value)."""
+def _spec(spec):
+    return spec[0], (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+
+
+def widget_slots(info: dict, chosen=None) -> list[tuple[str, str, object, dict]]:
+    """``[(name, kind, type, options)]`` in widgets_values order, as ComfyUI's page lays the
+    widgets out; kind is "value", "control" (the control_after_generate entry after a seed) or
+    "upload" (the image upload button value).
+
+    A DynamicCombo's chosen option puts its own widgets (``format.codec``) right after it, in the
+    option's required-then-optional order (frontend 1.49 ``dynamicWidgets.ts``); ``chosen(name,
+    index, type, options)`` gives the combo's value at widgets_values position ``index`` (default:
+    the combo's default)."""
     out = []
-    for name in ordered_inputs(info):
-        typ, opts = input_spec(info, name)
-        if not is_widget(typ, opts):
-            continue
-        out.append((name, "value"))
-        if opts.get("control_after_generate"):
-            out.append((name, "control"))
-        if opts.get("image_upload") or opts.get("video_upload") or opts.get("audio_upload"):
-            out.append((name, "upload"))
+
+    def walk(specs, prefix):
+        for name, (typ, opts) in specs:
+            full = prefix + name
+            if not is_widget(typ, opts):
+                continue
+            out.append((full, "value", typ, opts))
+            index = len(out) - 1
+            if opts.get("control_after_generate"):
+                out.append((full, "control", typ, opts))
+            if opts.get("image_upload") or opts.get("video_upload") or opts.get("audio_upload"):
+                out.append((full, "upload", typ, opts))
+            if typ == DYNAMIC_COMBO:
+                key = chosen(full, index, typ, opts) if chosen else default_value(typ, opts)
+                option = next((o.get("inputs") or {} for o in opts.get("options", []) if o["key"] == key), {})
+                walk([(k, _spec(v)) for group in ("required", "optional")
+                      for k, v in (option.get(group) or {}).items()], full + ".")
+
+    walk([(name, input_spec(info, name)) for name in ordered_inputs(info)], "")
     return out
+
+
+def widget_layout(info: dict) -> list[tuple[str, str]]:
+    """``[(input_name, kind)]`` of :func:`widget_slots` with every DynamicCombo at its default."""
+    return [(name, kind) for name, kind, _, _ in widget_slots(info)]
+
+
+def loaded_widgets(info: dict, values: list) -> tuple[list[tuple[str, str, object, dict, object]], int]:
+    """What the page makes of a node's saved ``widgets_values`` (assigned in order; a widget past
+    the end keeps its default, as when a newer release adds one): ``([(name, kind, type, options,
+    value)], number of values left over)``."""
+    slots = widget_slots(info, lambda name, i, typ, opts: values[i] if i < len(values) else default_value(typ, opts))
+    out = []
+    for i, (name, kind, typ, opts) in enumerate(slots):
+        if i < len(values):
+            value = values[i]
+        elif kind == "value":
+            value = default_value(typ, opts)
+        else:
+            value = "fixed" if kind == "control" else "image"
+        out.append((name, kind, typ, opts, value))
+    return out, max(0, len(values) - len(slots))
 
 
 # ------------------------------------------------------------------ graph builder
@@ -258,14 +321,17 @@ class Graph:
         out_nodes = []
         for n in sorted(self.nodes, key=lambda n: n.id):
             values = []
-            for name, kind in widget_layout(n.info):
+            def value(name, typ, opts, n=n):
+                return n.widgets[name] if name in n.widgets else default_value(typ, opts)
+            slots = widget_slots(n.info, lambda name, i, typ, opts: value(name, typ, opts))
+            for name, kind, typ, opts in slots:
                 if kind == "value":
-                    values.append(n.widgets[name])
+                    values.append(value(name, typ, opts))
                 elif kind == "control":
                     values.append("fixed")
                 else:
                     values.append("image")
-            n_w = sum(1 for _, k in widget_layout(n.info) if k != "control")
+            n_w = sum(1 for _, k, _, _ in slots if k != "control")
             multiline = sum(1 for name in n.widgets
                             if input_spec(n.info, name)[1].get("multiline"))
             h = 46 + 24 * max(len(n.inputs), len(n.info["output"])) + 26 * n_w + 90 * multiline
@@ -311,6 +377,16 @@ class Graph:
 NEG = "blurry, low quality, distorted, watermark, text"
 VIDEO_NEG = ("static, overexposed, blurry details, subtitles, worst quality, low quality, JPEG artifacts, "
              "deformed, disfigured, extra fingers, still picture, messy background")
+FOX = "a red fox reading a newspaper in a cozy cafe, morning light, 35mm photo"
+# the negative prompt of a table row, when it is not a prompt: ConditioningZeroOut of the positive
+# as the sampler gets it (after any guidance node), or of the encoded prompt (before guidance)
+ZERO = "<ConditioningZeroOut of the positive>"
+ZERO_TEXT = "<ConditioningZeroOut of the encoded prompt>"
+
+
+def node(type_: str, **widgets) -> tuple[str, dict]:
+    """A stock node and its widget values, as a table cell: ``node("ModelSamplingSD3", shift=8.0)``."""
+    return type_, widgets
 
 
 def output(x, slot=0):
@@ -371,190 +447,8 @@ def encode(g, clip, text):
     return g.add("CLIPTextEncode", text=text, clip=clip).out(0)
 
 
-# ------------------------------------------------------------------ workflows
-
-def flux_t2i(g):
-    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
-    tc = teacache(g, ms)
-    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
-                                                                     "morning light, 35mm photo"), guidance=3.5)
-    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux")
-
-
-def flux_kontext(g):
-    unet = g.add("UNETLoader", unet_name="flux1-dev-kontext_fp8_scaled.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp8_e4m3fn_scaled.safetensors",
-                 type="flux")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    img = g.add("LoadImage", image="example.png")
-    scaled = g.add("FluxKontextImageScale", image=img.out(0))
-    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
-    tc = teacache(g, unet)
-    text = encode(g, clip.out(0), "make it a watercolor painting, keep the composition")
-    ref = g.add("ReferenceLatent", conditioning=text, latent=enc.out(0))
-    pos = g.add("FluxGuidance", conditioning=ref.out(0), guidance=2.5)
-    neg = g.add("ConditioningZeroOut", conditioning=text)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=20, cfg=1.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_kontext")
-
-
-def _chroma(g, name, unet, vae, latent, prompt, steps, scheduler="simple"):
-    """Chroma and Chroma Radiance (pixel space: the "pixel_space" VAE and its own empty latent)."""
-    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="t5xxl_fp8_e4m3fn_scaled.safetensors", type="chroma")
-    tok = g.add("T5TokenizerOptions", clip=clip.out(0), min_padding=1, min_length=0)
-    vae = g.add("VAELoader", vae_name=vae)
-    tc = teacache(g, unet)
-    pos = encode(g, tok.out(0), prompt)
-    neg = encode(g, tok.out(0), NEG)
-    lat = g.add(latent, width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=steps, cfg=4.0, scheduler=scheduler)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix=f"dit-cache/{name}")
-
-
-def chroma(g):
-    _chroma(g, "chroma", "chroma-unlocked-v37.safetensors", "ae.safetensors", "EmptySD3LatentImage",
-            "a lighthouse on a cliff during a storm, dramatic clouds, oil painting", 26, scheduler="beta")
-
-
-def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
-    clip = g.add("CLIPLoader", clip_name=clip_file, type="wan")
-    vae = g.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
-    pos = encode(g, clip.out(0), "a corgi running along a beach at sunset, waves, slow motion, cinematic")
-    neg = encode(g, clip.out(0), VIDEO_NEG)
-    return pos, neg, vae
-
-
-def _wan_model(g, unet, shift):
-    """A Wan diffusion model with its shift and TeaCache, and the Wan text: ``(teacache, pos, neg, vae)``."""
-    unet = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=shift)
-    return (teacache(g, ms),) + _wan_text(g)
-
-
-def wan21_t2v(g):
-    tc, pos, neg, vae = _wan_model(g, "wan2.1_t2v_1.3B_fp16.safetensors", shift=8.0)
-    lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=30, cfg=6.0, sampler="uni_pc")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_t2v", fps=16.0)
-
-
-def wan21_i2v(g):
-    tc, pos, neg, vae = _wan_model(g, "wan2.1_i2v_480p_14B_fp16.safetensors", shift=8.0)
-    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
-    img = g.add("LoadImage", image="example.png")
-    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=img.out(0), crop="none")
-    i2v = g.add("WanImageToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=33,
-                batch_size=1, clip_vision_output=cvo.out(0), start_image=img.out(0))
-    ks = ksampler(g, tc, i2v.out("positive"), i2v.out("negative"), i2v.out("latent"), steps=20, cfg=6.0,
-                  sampler="uni_pc")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_i2v", fps=16.0)
-
-
-def wan22_t2v(g):
-    """Wan 2.2 A14B: high-noise expert for the first half of the steps, low-noise expert after;
-    each expert has its own TeaCache Patch and Cache Stats."""
-    hi = g.add("UNETLoader", title="Wan 2.2 high-noise expert",
-               unet_name="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", weight_dtype="default")
-    lo = g.add("UNETLoader", title="Wan 2.2 low-noise expert",
-               unet_name="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", weight_dtype="default")
-    ms_hi = g.add("ModelSamplingSD3", model=hi.out(0), shift=8.0)
-    ms_lo = g.add("ModelSamplingSD3", model=lo.out(0), shift=8.0)
-    tc_hi = teacache(g, ms_hi, title="TeaCache Patch (high noise)")
-    tc_lo = teacache(g, ms_lo, title="TeaCache Patch (low noise)")
-    pos, neg, vae = _wan_text(g)
-    lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
-    k1 = g.add("KSamplerAdvanced", model=tc_hi.out(0), add_noise="enable", noise_seed=42, steps=20, cfg=3.5,
-               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=lat.out(0),
-               start_at_step=0, end_at_step=10, return_with_leftover_noise="enable")
-    s1 = g.add("DitCache_CacheStats", title="Cache Stats (high noise)", model=tc_hi.out(0), passthrough=k1.out(0))
-    k2 = g.add("KSamplerAdvanced", model=tc_lo.out(0), add_noise="disable", noise_seed=42, steps=20, cfg=3.5,
-               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=s1.out(0),
-               start_at_step=10, end_at_step=10000, return_with_leftover_noise="disable")
-    stats_then_decode(g, tc_lo, k2.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_t2v", fps=16.0,
-                      title="Cache Stats (low noise)")
-
-
-def hunyuan_video(g):
-    unet = g.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
-                 type="hunyuan_video")
-    vae = g.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
-    ms = g.add("ModelSamplingSD3", model=unet.out(0), shift=7.0)
-    tc = teacache(g, ms)
-    text = encode(g, clip.out(0), "a cat walks on the grass, realistic style, daylight")
-    pos = g.add("FluxGuidance", conditioning=text, guidance=6.0)
-    neg = g.add("ConditioningZeroOut", conditioning=text)
-    lat = g.add("EmptyHunyuanLatentVideo", width=848, height=480, length=73, batch_size=1)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=30, cfg=1.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/hunyuan_video", fps=24.0)
-
-
-def ltxv(g):
-    ck = g.add("CheckpointLoaderSimple", ckpt_name="ltx-video-2b-v0.9.5.safetensors")
-    clip = g.add("CLIPLoader", clip_name="t5xxl_fp16.safetensors", type="ltxv")
-    tc = teacache(g, ck)
-    pos = encode(g, clip.out(0), "a woman with long brown hair smiles at the camera, soft window light, "
-                                 "the camera slowly pushes in")
-    neg = encode(g, clip.out(0), "low quality, worst quality, deformed, distorted, disfigured, motion smear, "
-                                 "motion artifacts, fused fingers, bad anatomy, weird hand, ugly")
-    cond = g.add("LTXVConditioning", positive=pos, negative=neg, frame_rate=25.0)
-    lat = g.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
-    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), lat.out(0), steps=30, cfg=3.0)
-    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), save="video", prefix="dit-cache/ltxv", fps=24.0)
-
-
-def sd35(g):
-    ck = g.add("CheckpointLoaderSimple", ckpt_name="sd3.5_large.safetensors")
-    clip = g.add("TripleCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="clip_g.safetensors",
-                 clip_name3="t5xxl_fp16.safetensors")
-    ms = g.add("ModelSamplingSD3", model=ck.out("MODEL"), shift=3.0)
-    tc = teacache(g, ms)
-    pos = encode(g, clip.out(0), "a glass teapot with blooming tea flowers, studio photo, soft shadows")
-    neg = encode(g, clip.out(0), NEG)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=28, cfg=4.5, scheduler="sgm_uniform")
-    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), prefix="dit-cache/sd35")
-
-
-def lumina2(g):
-    ck = g.add("CheckpointLoaderSimple", ckpt_name="lumina_2.safetensors")
-    ms = g.add("ModelSamplingAuraFlow", model=ck.out("MODEL"), shift=6.0)
-    tc = teacache(g, ms)
-    pos = encode(g, ck.out("CLIP"), "You are an assistant designed to generate superior images with the superior "
-                                    "degree of image-text alignment based on textual prompts or user prompts. "
-                                    "<Prompt Start> a snowy mountain village at night, warm lights in windows")
-    neg = encode(g, ck.out("CLIP"), "You are an assistant designed to generate low-quality images based on "
-                                    "textual prompts <Prompt Start> blurry, worst quality, low quality")
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos, neg, lat.out(0), steps=25, cfg=4.0, sampler="res_multistep")
-    stats_then_decode(g, tc, ks.out(0), ck.out("VAE"), prefix="dit-cache/lumina2")
-
-
-def qwen_image(g):
-    _t2i(g, "qwen_image", "qwen_image_fp8_e4m3fn.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors", "qwen_image",
-         "qwen_image_vae.safetensors", 'a vintage shop sign that reads "Tea & Cache", hand-painted letters',
-         steps=20, cfg=2.5, shift=3.1, neg="", width=1328, height=1328)
-
-
-def hidream(g):
-    _t2i(g, "hidream", "hidream_i1_full_fp16.safetensors",
-         ("clip_l_hidream.safetensors", "clip_g_hidream.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
-          "llama_3.1_8b_instruct_fp8_scaled.safetensors"), None, "ae.safetensors",
-         "an origami crane on a wooden desk, macro photo, shallow depth of field", steps=50, cfg=5.0,
-         shift=3.0, sampling="ModelSamplingSD3", sampler="uni_pc")
-
-
-def cosmos_predict2(g):
-    _t2i(g, "cosmos_predict2", "cosmos_predict2_2B_t2i.safetensors", "oldt5_xxl_fp8_e4m3fn_scaled.safetensors",
-         "cosmos", "wan_2.1_vae.safetensors",
-         "a robot arm stacking colorful wooden blocks on a table, studio lighting", steps=35, cfg=4.0)
+def encode_kandinsky5(g, clip, text):
+    return g.add("CLIPTextEncodeKandinsky5", clip=clip, clip_l=text, qwen25_7b=text).out(0)
 
 
 def clip_loader(g, files, clip_type=None):
@@ -571,156 +465,191 @@ def clip_loader(g, files, clip_type=None):
     return g.add(kinds[len(files)], **kw)
 
 
-def encode_kandinsky5(g, clip, text):
-    return g.add("CLIPTextEncodeKandinsky5", clip=clip, clip_l=text, qwen25_7b=text).out(0)
+def save(g, patched, latent, vae, prefix, fps=None, title=None):
+    """Cache Stats, decode and save: an image, or with ``fps`` an animated WEBP."""
+    return stats_then_decode(g, patched, latent, vae, save="image" if fps is None else "video",
+                             prefix=f"dit-cache/{prefix}", fps=fps or 16.0, title=title)
 
 
-def _t2i(g, name, unet, clip, clip_type, vae, prompt, steps, cfg, shift=None, latent="EmptySD3LatentImage",
-         sampler="euler", neg=NEG, guidance=None, sampling="ModelSamplingAuraFlow", width=1024, height=1024,
-         length=None, encoder=encode, fps=None):
-    """The text-to-image (or, with ``fps``, text-to-video) graph most families share: diffusion model,
-    text encoder(s) (``clip``: one file or a tuple, see ``clip_loader``), optional shift (``sampling``
-    node) and embedded guidance, TeaCache, KSampler, Cache Stats. ``neg=None`` zeroes the positive."""
-    m = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
-    te = clip_loader(g, clip, clip_type)
-    v = g.add("VAELoader", vae_name=vae)
-    if shift is not None:
-        m = g.add(sampling, model=m.out(0), shift=shift)
-    tc = teacache(g, m)
-    pos = encoder(g, te.out(0), prompt)
-    if guidance is not None:
-        pos = g.add("FluxGuidance", conditioning=pos, guidance=guidance).out(0)
-    negative = g.add("ConditioningZeroOut", conditioning=pos).out(0) if neg is None else encoder(g, te.out(0), neg)
-    size = {"width": width, "height": height} if length is None else {"width": width, "height": height,
-                                                                        "length": length}
-    lat = g.add(latent, batch_size=1, **size)
-    ks = ksampler(g, tc, pos, negative, lat.out(0), steps=steps, cfg=cfg, sampler=sampler)
-    if fps is None:
-        stats_then_decode(g, tc, ks.out(0), v.out(0), prefix=f"dit-cache/{name}")
+# ------------------------------------------------------------------ builders
+# A builder draws one kind of graph from the parameters of a table row. The order in which it adds
+# nodes becomes the node and link ids of the file, so a change to a builder keeps that order (the
+# generated files are compared byte for byte: tests/host/test_workflows.py).
+
+def t2i(g, prefix, *, prompt, steps, cfg, unet=None, checkpoint=None, clip=None, clip_type=None,
+        clip_options=None, vae=None, sampling=None, l2c=None, neg=NEG, guidance=None, encoder=encode,
+        conditioning=None, latent=node("EmptySD3LatentImage", width=1024, height=1024), sampler="euler",
+        scheduler="simple", fps=None, compare=False):
+    """Text to image (or, with ``fps``, to video): the graph most families share. Its nodes, in
+    the order they are added (their order in the file):
+
+    * the model: ``unet`` (UNETLoader) or ``checkpoint`` (CheckpointLoaderSimple, which also gives
+      the VAE and, without ``clip``, the text encoder);
+    * ``clip``: one to four text-encoder files (``clip_loader``) of ``clip_type``;
+      ``clip_options``: a node applied to them (T5TokenizerOptions);
+    * ``vae``: VAELoader;
+    * ``sampling``: a model-sampling node (the shift); ``l2c``: an L2C Schedule Loader node (and a
+      Preview Any of its schedule); TeaCache Patch;
+    * ``prompt`` through ``encoder`` (CLIPTextEncode), then ``guidance`` (FluxGuidance); ``neg``:
+      a negative prompt, ``ZERO`` or ``ZERO_TEXT``; ``conditioning``: a node taking and giving
+      positive/negative (LTXVConditioning);
+    * ``latent`` (batch 1); KSampler (``steps``, ``cfg``, ``sampler``, ``scheduler``, seed 42);
+      Cache Stats; VAE Decode; SaveImage, or with ``fps`` SaveAnimatedWEBP, as ``dit-cache/<prefix>``.
+
+    With ``compare``: the TeaCache Patch, two samplers (without and with it), Cache Stats and Cache
+    Compare of ``compare_graph`` instead of the one sampler."""
+    ck = g.add("CheckpointLoaderSimple", ckpt_name=checkpoint) if checkpoint else None
+    model = ck.out("MODEL") if ck else g.add("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
+    text = clip_loader(g, clip, clip_type).out(0) if clip else ck.out("CLIP")
+    if clip_options:
+        text = g.add(clip_options[0], clip=text, **clip_options[1]).out(0)
+    decoder = g.add("VAELoader", vae_name=vae).out(0) if vae else ck.out("VAE")
+    if sampling:
+        model = g.add(sampling[0], model=model, **sampling[1]).out(0)
+    if l2c:
+        schedule = g.add(l2c[0], model=model, **l2c[1])
+        g.add("PreviewAny", source=schedule.out(1))
+        model = schedule.out(0)
+    tc = None if compare else teacache(g, model)
+    prompted = encoder(g, text, prompt)
+    pos = g.add("FluxGuidance", conditioning=prompted, guidance=guidance).out(0) if guidance is not None else prompted
+    if neg in (ZERO, ZERO_TEXT):
+        negative = g.add("ConditioningZeroOut", conditioning=pos if neg == ZERO else prompted).out(0)
     else:
-        stats_then_decode(g, tc, ks.out(0), v.out(0), save="video", prefix=f"dit-cache/{name}", fps=fps)
+        negative = encoder(g, text, neg)
+    if conditioning:
+        cond = g.add(conditioning[0], positive=pos, negative=negative, **conditioning[1])
+        pos, negative = cond.out("positive"), cond.out("negative")
+    lat = g.add(latent[0], batch_size=1, **latent[1]).out(0)
+    if compare:
+        compare_graph(g, model, pos, negative, lat, steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler,
+                      vae=decoder, prefix=f"dit-cache/{prefix}")
+        return
+    ks = ksampler(g, tc, pos, negative, lat, steps=steps, cfg=cfg, sampler=sampler, scheduler=scheduler)
+    save(g, tc, ks.out(0), decoder, prefix, fps)
 
 
-def flux2_dev(g):
-    _t2i(g, "flux2_dev", "flux2_dev_fp8mixed.safetensors", "mistral_3_small_flux2_fp8.safetensors", "flux2",
-         "flux2-vae.safetensors", "a hand-lettered bakery menu board, chalk on slate, warm morning light",
-         steps=28, cfg=1.0, latent="EmptyFlux2LatentImage", neg=None, guidance=4.0)
+def image_edit(g, prefix, *, unet, clip, clip_type, vae, scale, prompt, steps, cfg, reference="latent",
+               sampling=None, guidance=None, neg=""):
+    """An input image edited by a prompt: ``example.png`` scaled by the ``scale`` node, then
 
-
-def flux2_klein_edit(g):
-    """Flux.2 klein (base, with CFG): the input image as a reference latent on both conditionings."""
-    unet = g.add("UNETLoader", unet_name="flux-2-klein-base-4b.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="qwen_3_4b.safetensors", type="flux2")
-    vae = g.add("VAELoader", vae_name="flux2-vae.safetensors")
+    * ``reference="latent"`` (Flux Kontext, Flux.2 klein): the VAE-encoded image is the start
+      latent and, by ReferenceLatent, part of the positive (then ``guidance``) and of a negative
+      prompt (``neg=ZERO_TEXT``: the zeroed prompt instead);
+    * ``reference="qwen_edit"`` (Qwen-Image-Edit): TextEncodeQwenImageEditPlus encodes the image
+      into the positive and the negative prompt; the VAE-encoded image is the start latent."""
+    model = g.add("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
+    text = clip_loader(g, clip, clip_type).out(0)
+    decoder = g.add("VAELoader", vae_name=vae).out(0)
     img = g.add("LoadImage", image="example.png")
-    scaled = g.add("ImageScaleToTotalPixels", image=img.out(0), upscale_method="lanczos", megapixels=1.0)
-    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
-    tc = teacache(g, unet)
-    pos = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), "turn the scene into a snowy winter evening"),
-                latent=enc.out(0))
-    neg = g.add("ReferenceLatent", conditioning=encode(g, clip.out(0), ""), latent=enc.out(0))
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=28, cfg=4.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux2_klein_edit")
+    scaled = g.add(scale[0], image=img.out(0), **scale[1]).out(0)
+    enc = g.add("VAEEncode", pixels=scaled, vae=decoder).out(0) if reference == "latent" else None
+    if sampling:
+        model = g.add(sampling[0], model=model, **sampling[1]).out(0)
+    tc = teacache(g, model)
+    if reference == "latent":
+        prompted = encode(g, text, prompt)
+        pos = g.add("ReferenceLatent", conditioning=prompted, latent=enc).out(0)
+        if guidance is not None:
+            pos = g.add("FluxGuidance", conditioning=pos, guidance=guidance).out(0)
+        if neg == ZERO_TEXT:
+            negative = g.add("ConditioningZeroOut", conditioning=prompted).out(0)
+        else:
+            negative = g.add("ReferenceLatent", conditioning=encode(g, text, neg), latent=enc).out(0)
+    else:
+        pos, negative = (g.add("TextEncodeQwenImageEditPlus", clip=text, prompt=p, vae=decoder, image1=scaled).out(0)
+                         for p in (prompt, neg))
+        enc = g.add("VAEEncode", pixels=scaled, vae=decoder).out(0)
+    ks = ksampler(g, tc, pos, negative, enc, steps=steps, cfg=cfg)
+    save(g, tc, ks.out(0), decoder, prefix)
 
 
-def z_image(g):
-    _t2i(g, "z_image", "z_image_turbo_bf16.safetensors", "qwen_3_4b.safetensors", "lumina2", "ae.safetensors",
-         "a red tram crossing a rainy city street at dusk, reflections on wet cobblestones", steps=9, cfg=1.0,
-         shift=3.0, sampler="res_multistep", neg=None)
+def start_image(name):
+    """A Wan conditioning input: ``example.png`` as ``name``, with its CLIP vision encoding."""
+    def add(g):
+        cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
+        img = g.add("LoadImage", image="example.png")
+        cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=img.out(0), crop="none")
+        return {"clip_vision_output": cvo.out(0), name: img.out(0)}
+    return add
 
 
-def qwen_image_edit(g):
-    """Qwen-Image-Edit-2511 (2509 the same graph): TextEncodeQwenImageEditPlus encodes the image into
-    the prompt and attaches it as a reference latent."""
-    unet = g.add("UNETLoader", unet_name="qwen_image_edit_2511_bf16.safetensors", weight_dtype="default")
-    clip = g.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
-    vae = g.add("VAELoader", vae_name="qwen_image_vae.safetensors")
-    img = g.add("LoadImage", image="example.png")
-    scaled = g.add("FluxKontextImageScale", image=img.out(0))  # about 1 megapixel, as the model was trained
-    ms = g.add("ModelSamplingAuraFlow", model=unet.out(0), shift=3.1)
-    tc = teacache(g, ms)
-    pos = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="make the jacket bright yellow",
-                vae=vae.out(0), image1=scaled.out(0))
-    neg = g.add("TextEncodeQwenImageEditPlus", clip=clip.out(0), prompt="", vae=vae.out(0), image1=scaled.out(0))
-    enc = g.add("VAEEncode", pixels=scaled.out(0), vae=vae.out(0))
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), enc.out(0), steps=40, cfg=4.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/qwen_image_edit")
+def ref_image(name="ref_image"):
+    """A Wan conditioning input: ``example.png`` as ``name``."""
+    return lambda g: {name: g.add("LoadImage", image="example.png").out(0)}
 
 
-def chroma_radiance(g):
-    _chroma(g, "chroma_radiance", "chroma-radiance.safetensors", "pixel_space", "EmptyChromaRadianceLatentImage",
-            "a paper boat on a puddle after rain, macro photo", 30)
+def video_frames(name, file):
+    """A Wan conditioning input: the frames of the video ``file`` as ``name``."""
+    return lambda g: {name: g.add("GetVideoComponents", video=g.add("LoadVideo", file=file).out(0)).out("images")}
 
 
-def longcat_image(g):
-    _t2i(g, "longcat_image", "longcat_image_bf16.safetensors", "qwen_2.5_vl_7b_fp8_scaled.safetensors",
-         "longcat_image", "ae.safetensors", 'a neon sign that reads "OPEN LATE" above a noodle bar', steps=50,
-         cfg=4.5)
+def sound(encoder_file):
+    """A Wan conditioning input: ``speech.wav`` encoded by the audio encoder ``encoder_file``."""
+    def add(g):
+        enc = g.add("AudioEncoderLoader", audio_encoder_name=encoder_file)
+        audio = g.add("LoadAudio", audio="speech.wav")
+        encoded = g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0))
+        return {"audio_encoder_output": encoded.out(0)}
+    return add
 
 
-def ovis_image(g):
-    _t2i(g, "ovis_image", "ovis_image_bf16.safetensors", "ovis_2.5.safetensors", "ovis", "ae.safetensors",
-         'a minimalist concert poster with the title "NIGHT SIGNALS" in bold letters', steps=50, cfg=5.0)
+def _wan_text(g, clip_file="umt5_xxl_fp8_e4m3fn_scaled.safetensors"):
+    clip = g.add("CLIPLoader", clip_name=clip_file, type="wan")
+    vae = g.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
+    pos = encode(g, clip.out(0), "a corgi running along a beach at sunset, waves, slow motion, cinematic")
+    neg = encode(g, clip.out(0), VIDEO_NEG)
+    return pos, neg, vae
 
 
-def l2c_flux(g):
-    """Learning-to-Cache schedule plus TeaCache on Flux: the schedule decides which layers reuse
-    on each step, TeaCache skips whole steps; Cache Stats reports both."""
-    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    l2c = g.add("DitCache_L2CScheduleLoader", model=unet.out(0), schedule="flux1-dev_l2c.safetensors", threshold=0.1)
-    g.add("PreviewAny", source=l2c.out(1))
-    tc = teacache(g, l2c)
-    text = encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, morning light, 35mm photo")
-    pos = g.add("FluxGuidance", conditioning=text, guidance=3.5)
-    neg = g.add("ConditioningZeroOut", conditioning=text)
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    ks = ksampler(g, tc, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), prefix="dit-cache/flux_l2c")
+def wan(g, prefix, *, unet, shift, steps, cfg, sampler="euler", fps=16.0, latent=None, conditioning=None,
+        inputs=(), trim_reference=False):
+    """Wan (2.1, 2.2 single expert, and the models built on it): the model with its shift and
+    TeaCache, the Wan text, then either ``latent`` (text to video) or a ``conditioning`` node
+    (WanImageToVideo, WanSoundImageToVideo, ...; width/height/length/batch 1) that takes the
+    prompts, the VAE and ``inputs`` (each adds its loaders and names the inputs it feeds, in
+    order: ``start_image``, ``ref_image``, ``video_frames``, ``sound``) and gives the latent.
+    ``trim_reference``: the reference image is the latent's first frame, dropped before decoding."""
+    unet_node = g.add("UNETLoader", unet_name=unet, weight_dtype="default")
+    tc = teacache(g, g.add("ModelSamplingSD3", model=unet_node.out(0), shift=shift))
+    pos, neg, vae = _wan_text(g)
+    if conditioning is None:
+        lat = g.add(latent[0], batch_size=1, **latent[1])
+        ks = ksampler(g, tc, pos, neg, lat.out(0), steps=steps, cfg=cfg, sampler=sampler)
+    else:
+        extra = {}
+        for add in inputs:
+            extra.update(add(g))
+        cond = g.add(conditioning[0], positive=pos, negative=neg, vae=vae.out(0), batch_size=1, **conditioning[1],
+                     **extra)
+        ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), cond.out("latent"), steps=steps, cfg=cfg,
+                      sampler=sampler)
+    latent_out = ks.out(0)
+    if trim_reference:
+        latent_out = g.add("TrimVideoLatent", title="Trim the reference frame", samples=latent_out,
+                           trim_amount=1).out(0)
+    save(g, tc, latent_out, vae.out(0), prefix, fps)
 
 
-def flux_digits_compare(g):
-    """The pack's own Flux digits model (ComfyUI's Flux class trained on 8x8 digits; runs on a CPU,
-    nothing to download): the same seed sampled without and with TeaCache, both decoded by Digit
-    Decode, Cache Stats on the cached run and Cache Compare of the two."""
-    model = g.add("DitCache_FluxDigitsLoader", unet_name="dit_cache_flux_digits.safetensors")
-    pos = g.add("DitCache_DigitConditioning", digits="0123456789")
-    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
-    lat = g.add("EmptySD3LatentImage", width=32, height=32, batch_size=10)
-    compare_graph(g, model, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0,
-                  to_image=lambda g, latent: g.add("DitCache_DigitDecode", samples=latent, scale=8).out(0),
-                  prefix="dit-cache/flux_digits")
-
-
-def flux_compare(g):
-    """Flux dev, the same seed with and without TeaCache, compared by Cache Compare."""
-    unet = g.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
-    clip = g.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
-    vae = g.add("VAELoader", vae_name="ae.safetensors")
-    ms = g.add("ModelSamplingFlux", model=unet.out(0), max_shift=1.15, base_shift=0.5, width=1024, height=1024)
-    pos = g.add("FluxGuidance", conditioning=encode(g, clip.out(0), "a red fox reading a newspaper in a cozy cafe, "
-                                                                     "morning light, 35mm photo"), guidance=3.5)
-    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
-    lat = g.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
-    compare_graph(g, ms, pos.out(0), neg.out(0), lat.out(0), steps=28, cfg=1.0, vae=vae.out(0),
-                  prefix="dit-cache/flux_compare")
-
-
-def hunyuan_video15(g):
-    # shift 5.0: the shift LightX2V fitted 480p t2v at
-    _t2i(g, "hunyuan_video15", "hunyuanvideo1.5_480p_t2v_fp16.safetensors",
-         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "byt5_small_glyphxl_fp16.safetensors"), "hunyuan_video_15",
-         "hunyuanvideo15_vae_fp16.safetensors", "a paper boat drifting down a rainy street gutter, close-up, cinematic",
-         steps=50, cfg=6.0, shift=5.0, sampling="ModelSamplingSD3", neg="", latent="EmptyHunyuanVideo15Latent",
-         width=848, height=480, length=61, fps=24.0)
-
-
-def hunyuan_image21(g):
-    _t2i(g, "hunyuan_image21", "hunyuanimage2.1_bf16.safetensors",
-         ("qwen_2.5_vl_7b.safetensors", "byt5_small_glyphxl_fp16.safetensors"), "hunyuan_image",
-         "hunyuan_image_2.1_vae_fp16.safetensors", "a bakery window at dawn with a chalkboard that reads \"fresh bread\"",
-         steps=20, cfg=3.5, neg="", latent="EmptyHunyuanImageLatent", width=2048, height=2048)
+def wan22_experts(g, prefix, *, high, low, shift, steps, switch, cfg, fps=16.0):
+    """Wan 2.2 A14B: the ``high``-noise expert for the steps before ``switch``, the ``low``-noise
+    expert after; each expert has its own TeaCache Patch and Cache Stats."""
+    hi = g.add("UNETLoader", title="Wan 2.2 high-noise expert", unet_name=high, weight_dtype="default")
+    lo = g.add("UNETLoader", title="Wan 2.2 low-noise expert", unet_name=low, weight_dtype="default")
+    ms_hi = g.add("ModelSamplingSD3", model=hi.out(0), shift=shift)
+    ms_lo = g.add("ModelSamplingSD3", model=lo.out(0), shift=shift)
+    tc_hi = teacache(g, ms_hi, title="TeaCache Patch (high noise)")
+    tc_lo = teacache(g, ms_lo, title="TeaCache Patch (low noise)")
+    pos, neg, vae = _wan_text(g)
+    lat = g.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
+    k1 = g.add("KSamplerAdvanced", model=tc_hi.out(0), add_noise="enable", noise_seed=42, steps=steps, cfg=cfg,
+               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=lat.out(0),
+               start_at_step=0, end_at_step=switch, return_with_leftover_noise="enable")
+    s1 = g.add("DitCache_CacheStats", title="Cache Stats (high noise)", model=tc_hi.out(0), passthrough=k1.out(0))
+    k2 = g.add("KSamplerAdvanced", model=tc_lo.out(0), add_noise="disable", noise_seed=42, steps=steps, cfg=cfg,
+               sampler_name="euler", scheduler="simple", positive=pos, negative=neg, latent_image=s1.out(0),
+               start_at_step=switch, end_at_step=10000, return_with_leftover_noise="disable")
+    save(g, tc_lo, k2.out(0), vae.out(0), prefix, fps, title="Cache Stats (low noise)")
 
 
 def ltx2_av(g):
@@ -745,122 +674,188 @@ def ltx2_av(g):
     g.add("SaveVideo", video=vid.out(0), filename_prefix="dit-cache/ltx2")
 
 
-def kandinsky5_video(g):
-    _t2i(g, "kandinsky5_video", "kandinsky5lite_t2v_sft_5s.safetensors",
-         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "clip_l.safetensors"), "kandinsky5",
-         "hunyuan_video_vae_bf16.safetensors",
-         "a hummingbird hovers at a red flower, slow motion, shallow depth of field", steps=50, cfg=5.0,
-         shift=10.0, sampling="ModelSamplingSD3", neg=VIDEO_NEG, encoder=encode_kandinsky5,
-         latent="EmptyHunyuanLatentVideo", width=768, height=512, length=121, fps=24.0)
+def flux_digits_compare(g):
+    """The pack's own Flux digits model (ComfyUI's Flux class trained on 8x8 digits; runs on a CPU,
+    nothing to download): the same seed sampled without and with TeaCache, both decoded by Digit
+    Decode, Cache Stats on the cached run and Cache Compare of the two."""
+    model = g.add("DitCache_FluxDigitsLoader", unet_name="dit_cache_flux_digits.safetensors")
+    pos = g.add("DitCache_DigitConditioning", digits="0123456789")
+    neg = g.add("ConditioningZeroOut", conditioning=pos.out(0))
+    lat = g.add("EmptySD3LatentImage", width=32, height=32, batch_size=10)
+    compare_graph(g, model, pos.out(0), neg.out(0), lat.out(0), steps=25, cfg=3.0,
+                  to_image=lambda g, latent: g.add("DitCache_DigitDecode", samples=latent, scale=8).out(0),
+                  prefix="dit-cache/flux_digits")
 
 
-def kandinsky5_image(g):
-    _t2i(g, "kandinsky5_image", "kandinsky5lite_t2i.safetensors",
-         ("qwen_2.5_vl_7b_fp8_scaled.safetensors", "clip_l.safetensors"), "kandinsky5_image", "ae.safetensors",
-         "an isometric illustration of a tiny island with a lighthouse, pastel colors", steps=50, cfg=3.5,
-         shift=3.0, sampling="ModelSamplingSD3", encoder=encode_kandinsky5)
+# ------------------------------------------------------------------ the table
+
+class Workflow(NamedTuple):
+    """One row: ``workflows/<file>.json`` is ``build(graph, **params)``; ``needs``: the first
+    ComfyUI release that has the family (its nodes and model code), None for every tested one."""
+    file: str
+    build: Callable[..., None]
+    params: dict
+    needs: str | None = None
 
 
-def _wan_audio(g, encoder_file):
-    enc = g.add("AudioEncoderLoader", audio_encoder_name=encoder_file)
-    audio = g.add("LoadAudio", audio="speech.wav")
-    return g.add("AudioEncoderEncode", audio_encoder=enc.out(0), audio=audio.out(0)).out(0)
+def row(file: str, build: Callable[..., None], needs: str | None = None, **params) -> Workflow:
+    return Workflow(file, build, params, needs)
 
 
-def _wan_sound(g, name, unet, shift, node, encoder_file, length, steps, cfg, fps):
-    """Wan sound-to-video (``node``: WanSoundImageToVideo, WanHuMoImageToVideo): the sound encoded by
-    ``encoder_file`` and a reference image steer the video."""
-    tc, pos, neg, vae = _wan_model(g, unet, shift=shift)
-    ref = g.add("LoadImage", image="example.png")
-    cond = g.add(node, positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=length,
-                 batch_size=1, audio_encoder_output=_wan_audio(g, encoder_file), ref_image=ref.out(0))
-    ks = ksampler(g, tc, cond.out("positive"), cond.out("negative"), cond.out("latent"), steps=steps, cfg=cfg)
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix=f"dit-cache/{name}", fps=fps)
+FLUX_DEV = dict(unet="flux1-dev.safetensors", clip=("clip_l.safetensors", "t5xxl_fp16.safetensors"), clip_type="flux",
+                vae="ae.safetensors")
+FLUX_SHIFT = node("ModelSamplingFlux", max_shift=1.15, base_shift=0.5, width=1024, height=1024)
+CHROMA_TEXT = dict(clip="t5xxl_fp8_e4m3fn_scaled.safetensors", clip_type="chroma",
+                   clip_options=node("T5TokenizerOptions", min_padding=1, min_length=0))
+QWEN_VL = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
+WAN_SIZE = dict(width=832, height=480)
+LUMINA2_SYSTEM = ("You are an assistant designed to generate superior images with the superior degree of image-text "
+                  "alignment based on textual prompts or user prompts. <Prompt Start> ")
 
-
-def wan22_s2v(g):
-    """Wan 2.2 S2V: the sound, a reference image and (optionally) a pose video steer the video."""
-    _wan_sound(g, "wan22_s2v", "wan2.2_s2v_14B_bf16.safetensors", 8.0, "WanSoundImageToVideo",
-               "wav2vec2_large_english_fp16.safetensors", length=77, steps=20, cfg=6.0, fps=16.0)
-
-
-def wan21_humo(g):
-    """HuMo: the sound and a reference image of the subject steer the video."""
-    _wan_sound(g, "wan21_humo", "humo_17B_fp8_e4m3fn.safetensors", 5.0, "WanHuMoImageToVideo",
-               "whisper_large_v3_fp16.safetensors", length=97, steps=30, cfg=5.0, fps=25.0)
-
-
-def wan22_animate(g):
-    """Wan 2.2 Animate: a reference character moved by a pose video and a face video."""
-    tc, pos, neg, vae = _wan_model(g, "wan2.2_animate_14B_bf16.safetensors", shift=8.0)
-    cv = g.add("CLIPVisionLoader", clip_name="clip_vision_h.safetensors")
-    ref = g.add("LoadImage", image="example.png")
-    cvo = g.add("CLIPVisionEncode", clip_vision=cv.out(0), image=ref.out(0), crop="none")
-    pose = g.add("GetVideoComponents", video=g.add("LoadVideo", file="pose.mp4").out(0))
-    face = g.add("GetVideoComponents", video=g.add("LoadVideo", file="face.mp4").out(0))
-    anim = g.add("WanAnimateToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=77,
-                 batch_size=1, clip_vision_output=cvo.out(0), reference_image=ref.out(0),
-                 pose_video=pose.out("images"), face_video=face.out("images"))
-    ks = ksampler(g, tc, anim.out("positive"), anim.out("negative"), anim.out("latent"), steps=20, cfg=1.0)
-    # the reference image is the latent's first frame: drop it before decoding
-    trim = g.add("TrimVideoLatent", title="Trim the reference frame", samples=ks.out(0), trim_amount=1)
-    stats_then_decode(g, tc, trim.out(0), vae.out(0), save="video", prefix="dit-cache/wan22_animate", fps=16.0)
-
-
-def wan21_fun_control(g):
-    """Wan Fun-control: a control video (depth, pose, edges) in the conditioning latent."""
-    tc, pos, neg, vae = _wan_model(g, "wan2.1_fun_control_1.3B_bf16.safetensors", shift=8.0)
-    ctrl = g.add("GetVideoComponents", video=g.add("LoadVideo", file="control.mp4").out(0))
-    fun = g.add("WanFunControlToVideo", positive=pos, negative=neg, vae=vae.out(0), width=832, height=480, length=81,
-                batch_size=1, control_video=ctrl.out("images"))
-    ks = ksampler(g, tc, fun.out("positive"), fun.out("negative"), fun.out("latent"), steps=30, cfg=6.0,
-                  sampler="uni_pc")
-    stats_then_decode(g, tc, ks.out(0), vae.out(0), save="video", prefix="dit-cache/wan21_fun_control", fps=16.0)
-
-
-WORKFLOWS = {
-    "flux_t2i_teacache": flux_t2i,
-    "flux_kontext_edit_teacache": flux_kontext,
-    "chroma_teacache": chroma,
-    "wan21_t2v_teacache": wan21_t2v,
-    "wan21_i2v_teacache": wan21_i2v,
-    "wan22_t2v_a14b_teacache": wan22_t2v,
-    "hunyuan_video_teacache": hunyuan_video,
-    "ltxv_teacache": ltxv,
-    "sd35_teacache": sd35,
-    "lumina2_teacache": lumina2,
-    "qwen_image_teacache": qwen_image,
-    "hidream_teacache": hidream,
-    "cosmos_predict2_teacache": cosmos_predict2,
-    "flux_l2c_teacache": l2c_flux,
-    "flux_compare_teacache": flux_compare,
-    "flux_digits_teacache_compare": flux_digits_compare,
-    "hunyuan_video15_teacache": hunyuan_video15,
-    "hunyuan_image21_teacache": hunyuan_image21,
-    "ltx2_av_teacache": ltx2_av,
-    "kandinsky5_video_teacache": kandinsky5_video,
-    "kandinsky5_image_teacache": kandinsky5_image,
-    "wan22_s2v_teacache": wan22_s2v,
-    "wan21_humo_teacache": wan21_humo,
-    "wan22_animate_teacache": wan22_animate,
-    "wan21_fun_control_teacache": wan21_fun_control,
-    "flux2_dev_teacache": flux2_dev,
-    "flux2_klein_edit_teacache": flux2_klein_edit,
-    "z_image_teacache": z_image,
-    "qwen_image_edit_teacache": qwen_image_edit,
-    "chroma_radiance_teacache": chroma_radiance,
-    "longcat_image_teacache": longcat_image,
-    "ovis_image_teacache": ovis_image,
+# One row per workflow file, in the order the files were first added. A new family is one row:
+# a builder above and its parameters (the builder's docstring says what each one draws).
+TABLE: list[Workflow] = [
+    row("flux_t2i_teacache", t2i, prefix="flux", **FLUX_DEV, sampling=FLUX_SHIFT, prompt=FOX, guidance=3.5, neg=ZERO,
+        steps=28, cfg=1.0),
+    row("flux_kontext_edit_teacache", image_edit, prefix="flux_kontext",
+        unet="flux1-dev-kontext_fp8_scaled.safetensors", clip_type="flux", vae="ae.safetensors",
+        clip=("clip_l.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors"), scale=node("FluxKontextImageScale"),
+        prompt="make it a watercolor painting, keep the composition", guidance=2.5, neg=ZERO_TEXT, steps=20, cfg=1.0),
+    row("chroma_teacache", t2i, prefix="chroma", unet="chroma-unlocked-v37.safetensors", **CHROMA_TEXT,
+        vae="ae.safetensors", prompt="a lighthouse on a cliff during a storm, dramatic clouds, oil painting",
+        steps=26, cfg=4.0, scheduler="beta"),
+    row("wan21_t2v_teacache", wan, prefix="wan21_t2v", unet="wan2.1_t2v_1.3B_fp16.safetensors", shift=8.0,
+        latent=node("EmptyHunyuanLatentVideo", **WAN_SIZE, length=33), steps=30, cfg=6.0, sampler="uni_pc"),
+    row("wan21_i2v_teacache", wan, prefix="wan21_i2v", unet="wan2.1_i2v_480p_14B_fp16.safetensors", shift=8.0,
+        conditioning=node("WanImageToVideo", **WAN_SIZE, length=33), inputs=(start_image("start_image"),),
+        steps=20, cfg=6.0, sampler="uni_pc"),
+    row("wan22_t2v_a14b_teacache", wan22_experts, prefix="wan22_t2v",
+        high="wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", low="wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors",
+        shift=8.0, steps=20, switch=10, cfg=3.5),
+    row("hunyuan_video_teacache", t2i, prefix="hunyuan_video", unet="hunyuan_video_t2v_720p_bf16.safetensors",
+        clip=("clip_l.safetensors", "llava_llama3_fp8_scaled.safetensors"), clip_type="hunyuan_video",
+        vae="hunyuan_video_vae_bf16.safetensors", sampling=node("ModelSamplingSD3", shift=7.0),
+        prompt="a cat walks on the grass, realistic style, daylight", guidance=6.0, neg=ZERO_TEXT,
+        latent=node("EmptyHunyuanLatentVideo", width=848, height=480, length=73), steps=30, cfg=1.0, fps=24.0),
+    row("ltxv_teacache", t2i, prefix="ltxv", checkpoint="ltx-video-2b-v0.9.5.safetensors",
+        clip="t5xxl_fp16.safetensors", clip_type="ltxv",
+        prompt="a woman with long brown hair smiles at the camera, soft window light, the camera slowly pushes in",
+        neg="low quality, worst quality, deformed, distorted, disfigured, motion smear, motion artifacts, "
+            "fused fingers, bad anatomy, weird hand, ugly",
+        conditioning=node("LTXVConditioning", frame_rate=25.0),
+        latent=node("EmptyLTXVLatentVideo", width=768, height=512, length=97), steps=30, cfg=3.0, fps=24.0),
+    row("sd35_teacache", t2i, prefix="sd35", checkpoint="sd3.5_large.safetensors",
+        clip=("clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors"),
+        sampling=node("ModelSamplingSD3", shift=3.0),
+        prompt="a glass teapot with blooming tea flowers, studio photo, soft shadows", steps=28, cfg=4.5,
+        scheduler="sgm_uniform"),
+    row("lumina2_teacache", t2i, prefix="lumina2", checkpoint="lumina_2.safetensors",
+        sampling=node("ModelSamplingAuraFlow", shift=6.0),
+        prompt=LUMINA2_SYSTEM + "a snowy mountain village at night, warm lights in windows",
+        neg="You are an assistant designed to generate low-quality images based on textual prompts <Prompt Start> "
+            "blurry, worst quality, low quality",
+        steps=25, cfg=4.0, sampler="res_multistep"),
+    row("qwen_image_teacache", t2i, prefix="qwen_image", unet="qwen_image_fp8_e4m3fn.safetensors", clip=QWEN_VL,
+        clip_type="qwen_image", vae="qwen_image_vae.safetensors", sampling=node("ModelSamplingAuraFlow", shift=3.1),
+        prompt='a vintage shop sign that reads "Tea & Cache", hand-painted letters', neg="",
+        latent=node("EmptySD3LatentImage", width=1328, height=1328), steps=20, cfg=2.5),
+    row("hidream_teacache", t2i, prefix="hidream", unet="hidream_i1_full_fp16.safetensors",
+        clip=("clip_l_hidream.safetensors", "clip_g_hidream.safetensors", "t5xxl_fp8_e4m3fn_scaled.safetensors",
+              "llama_3.1_8b_instruct_fp8_scaled.safetensors"), vae="ae.safetensors",
+        sampling=node("ModelSamplingSD3", shift=3.0),
+        prompt="an origami crane on a wooden desk, macro photo, shallow depth of field", steps=50, cfg=5.0,
+        sampler="uni_pc"),
+    row("cosmos_predict2_teacache", t2i, prefix="cosmos_predict2", unet="cosmos_predict2_2B_t2i.safetensors",
+        clip="oldt5_xxl_fp8_e4m3fn_scaled.safetensors", clip_type="cosmos", vae="wan_2.1_vae.safetensors",
+        prompt="a robot arm stacking colorful wooden blocks on a table, studio lighting", steps=35, cfg=4.0),
+    # the L2C schedule decides which layers reuse on each step, TeaCache skips whole steps;
+    # Cache Stats reports both
+    row("flux_l2c_teacache", t2i, prefix="flux_l2c", **FLUX_DEV,
+        l2c=node("DitCache_L2CScheduleLoader", schedule="flux1-dev_l2c.safetensors", threshold=0.1),
+        prompt=FOX, guidance=3.5, neg=ZERO_TEXT, steps=28, cfg=1.0),
+    row("flux_compare_teacache", t2i, prefix="flux_compare", **FLUX_DEV, sampling=FLUX_SHIFT, prompt=FOX,
+        guidance=3.5, neg=ZERO, steps=28, cfg=1.0, compare=True),
+    row("flux_digits_teacache_compare", flux_digits_compare),
+    # shift 5.0: the shift LightX2V fitted 480p t2v at
+    row("hunyuan_video15_teacache", t2i, "0.29.0", prefix="hunyuan_video15",
+        unet="hunyuanvideo1.5_480p_t2v_fp16.safetensors", clip=(QWEN_VL, "byt5_small_glyphxl_fp16.safetensors"),
+        clip_type="hunyuan_video_15", vae="hunyuanvideo15_vae_fp16.safetensors",
+        sampling=node("ModelSamplingSD3", shift=5.0),
+        prompt="a paper boat drifting down a rainy street gutter, close-up, cinematic", neg="",
+        latent=node("EmptyHunyuanVideo15Latent", width=848, height=480, length=61), steps=50, cfg=6.0, fps=24.0),
+    row("hunyuan_image21_teacache", t2i, prefix="hunyuan_image21", unet="hunyuanimage2.1_bf16.safetensors",
+        clip=("qwen_2.5_vl_7b.safetensors", "byt5_small_glyphxl_fp16.safetensors"), clip_type="hunyuan_image",
+        vae="hunyuan_image_2.1_vae_fp16.safetensors",
+        prompt="a bakery window at dawn with a chalkboard that reads \"fresh bread\"", neg="",
+        latent=node("EmptyHunyuanImageLatent", width=2048, height=2048), steps=20, cfg=3.5),
+    row("ltx2_av_teacache", ltx2_av, "0.29.0"),
+    row("kandinsky5_video_teacache", t2i, "0.29.0", prefix="kandinsky5_video",
+        unet="kandinsky5lite_t2v_sft_5s.safetensors", clip=(QWEN_VL, "clip_l.safetensors"), clip_type="kandinsky5",
+        vae="hunyuan_video_vae_bf16.safetensors", sampling=node("ModelSamplingSD3", shift=10.0),
+        encoder=encode_kandinsky5, prompt="a hummingbird hovers at a red flower, slow motion, shallow depth of field",
+        neg=VIDEO_NEG, latent=node("EmptyHunyuanLatentVideo", width=768, height=512, length=121), steps=50, cfg=5.0,
+        fps=24.0),
+    row("kandinsky5_image_teacache", t2i, "0.29.0", prefix="kandinsky5_image", unet="kandinsky5lite_t2i.safetensors",
+        clip=(QWEN_VL, "clip_l.safetensors"), clip_type="kandinsky5_image", vae="ae.safetensors",
+        sampling=node("ModelSamplingSD3", shift=3.0), encoder=encode_kandinsky5,
+        prompt="an isometric illustration of a tiny island with a lighthouse, pastel colors", steps=50, cfg=3.5),
+    # the sound, a reference image and (optionally) a pose video steer the video
+    row("wan22_s2v_teacache", wan, prefix="wan22_s2v", unet="wan2.2_s2v_14B_bf16.safetensors", shift=8.0,
+        conditioning=node("WanSoundImageToVideo", **WAN_SIZE, length=77),
+        inputs=(ref_image(), sound("wav2vec2_large_english_fp16.safetensors")), steps=20, cfg=6.0),
+    # HuMo: the sound and a reference image of the subject steer the video
+    row("wan21_humo_teacache", wan, prefix="wan21_humo", unet="humo_17B_fp8_e4m3fn.safetensors", shift=5.0,
+        conditioning=node("WanHuMoImageToVideo", **WAN_SIZE, length=97),
+        inputs=(ref_image(), sound("whisper_large_v3_fp16.safetensors")), steps=30, cfg=5.0, fps=25.0),
+    # a reference character moved by a pose video and a face video
+    row("wan22_animate_teacache", wan, prefix="wan22_animate", unet="wan2.2_animate_14B_bf16.safetensors", shift=8.0,
+        conditioning=node("WanAnimateToVideo", **WAN_SIZE, length=77),
+        inputs=(start_image("reference_image"), video_frames("pose_video", "pose.mp4"),
+                video_frames("face_video", "face.mp4")), steps=20, cfg=1.0, trim_reference=True),
+    # a control video (depth, pose, edges) in the conditioning latent
+    row("wan21_fun_control_teacache", wan, prefix="wan21_fun_control", unet="wan2.1_fun_control_1.3B_bf16.safetensors",
+        shift=8.0, conditioning=node("WanFunControlToVideo", **WAN_SIZE, length=81),
+        inputs=(video_frames("control_video", "control.mp4"),), steps=30, cfg=6.0, sampler="uni_pc"),
+    row("flux2_dev_teacache", t2i, "0.29.0", prefix="flux2_dev", unet="flux2_dev_fp8mixed.safetensors",
+        clip="mistral_3_small_flux2_fp8.safetensors", clip_type="flux2", vae="flux2-vae.safetensors",
+        prompt="a hand-lettered bakery menu board, chalk on slate, warm morning light", guidance=4.0, neg=ZERO,
+        latent=node("EmptyFlux2LatentImage", width=1024, height=1024), steps=28, cfg=1.0),
+    # Flux.2 klein (base, with CFG): the input image as a reference latent on both conditionings
+    row("flux2_klein_edit_teacache", image_edit, "0.29.0", prefix="flux2_klein_edit",
+        unet="flux-2-klein-base-4b.safetensors", clip="qwen_3_4b.safetensors", clip_type="flux2",
+        vae="flux2-vae.safetensors", scale=node("ImageScaleToTotalPixels", upscale_method="lanczos", megapixels=1.0),
+        prompt="turn the scene into a snowy winter evening", steps=28, cfg=4.0),
+    row("z_image_teacache", t2i, "0.29.0", prefix="z_image", unet="z_image_turbo_bf16.safetensors",
+        clip="qwen_3_4b.safetensors", clip_type="lumina2", vae="ae.safetensors",
+        sampling=node("ModelSamplingAuraFlow", shift=3.0),
+        prompt="a red tram crossing a rainy city street at dusk, reflections on wet cobblestones", neg=ZERO,
+        steps=9, cfg=1.0, sampler="res_multistep"),
+    # Qwen-Image-Edit-2511 (2509 the same graph); FluxKontextImageScale: about 1 megapixel, as the
+    # model was trained
+    row("qwen_image_edit_teacache", image_edit, prefix="qwen_image_edit", unet="qwen_image_edit_2511_bf16.safetensors",
+        clip=QWEN_VL, clip_type="qwen_image", vae="qwen_image_vae.safetensors", scale=node("FluxKontextImageScale"),
+        reference="qwen_edit", sampling=node("ModelSamplingAuraFlow", shift=3.1),
+        prompt="make the jacket bright yellow", steps=40, cfg=4.0),
+    # pixel space: the "pixel_space" VAE and its own empty latent
+    row("chroma_radiance_teacache", t2i, prefix="chroma_radiance", unet="chroma-radiance.safetensors", **CHROMA_TEXT,
+        vae="pixel_space", prompt="a paper boat on a puddle after rain, macro photo",
+        latent=node("EmptyChromaRadianceLatentImage", width=1024, height=1024), steps=30, cfg=4.0),
+    row("longcat_image_teacache", t2i, "0.29.0", prefix="longcat_image", unet="longcat_image_bf16.safetensors",
+        clip=QWEN_VL, clip_type="longcat_image", vae="ae.safetensors",
+        prompt='a neon sign that reads "OPEN LATE" above a noodle bar', steps=50, cfg=4.5),
+    row("ovis_image_teacache", t2i, "0.29.0", prefix="ovis_image", unet="ovis_image_bf16.safetensors",
+        clip="ovis_2.5.safetensors", clip_type="ovis", vae="ae.safetensors",
+        prompt='a minimalist concert poster with the title "NIGHT SIGNALS" in bold letters', steps=50, cfg=5.0),
+]
+WORKFLOWS: dict[str, Workflow] = {
+    w.file: w for w in TABLE
 }
-# The files are generated against the newest tested ComfyUI release (its stock node definitions:
-# widget orders, output slots). Older releases load them too (tests/host/test_workflows.py);
-# workflows for families that exist only in newer releases are listed here with that release.
+# The files are generated against one tested ComfyUI release (its stock node definitions: widget
+# orders, output slots); the other releases load them too (tests/host/test_workflows.py checks each
+# file as that release's page loads it). Workflows for families that exist only in newer releases
+# are listed here with that release, and are generated with it (``generated_with``).
 GENERATED_WITH = "0.29.0"
-NEEDS_RELEASE: dict[str, str] = {
-    name: "0.29.0" for name in (
-        "hunyuan_video15_teacache", "ltx2_av_teacache", "kandinsky5_video_teacache", "kandinsky5_image_teacache",
-        "flux2_dev_teacache", "flux2_klein_edit_teacache", "z_image_teacache", "longcat_image_teacache",
-        "ovis_image_teacache")}
+NEEDS_RELEASE: dict[str, str] = {w.file: w.needs for w in TABLE if w.needs}
 
 
 def release_tuple(version: str) -> tuple:
@@ -873,15 +868,22 @@ def available(name: str, version: str) -> bool:
     return need is None or release_tuple(version) >= release_tuple(need)
 
 
+def generated_with(name: str) -> str:
+    """The ComfyUI release workflow ``name`` is generated with: ``GENERATED_WITH``, or the newer
+    release the family needs."""
+    need = NEEDS_RELEASE.get(name, GENERATED_WITH)
+    return max(need, GENERATED_WITH, key=release_tuple)
+
+
 def build_all(infos: dict, version: str = GENERATED_WITH) -> dict[str, str]:
     """``{file name: JSON text}`` of every workflow buildable in ComfyUI ``version``."""
     out = {}
-    for name, fn in WORKFLOWS.items():
-        if not available(name, version):
+    for w in TABLE:
+        if not available(w.file, version):
             continue
-        g = Graph(infos, name)
-        fn(g)
-        out[name + ".json"] = json.dumps(g.to_json(), indent=2, ensure_ascii=False) + "\n"
+        g = Graph(infos, w.file)
+        w.build(g, **w.params)
+        out[w.file + ".json"] = json.dumps(g.to_json(), indent=2, ensure_ascii=False) + "\n"
     return out
 
 
@@ -890,12 +892,13 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     args = ap.parse_args(argv)
     ns = _comfy()
-    if ns.version != GENERATED_WITH:
-        print(f"the workflows are generated with ComfyUI {GENERATED_WITH}, this is {ns.version}: "
-              f"set COMFYUI_PATH to a {GENERATED_WITH} checkout (tests/hosts.py --setup-only gives its Python)")
+    releases = sorted({generated_with(name) for name in WORKFLOWS}, key=release_tuple)
+    if ns.version not in releases:
+        print(f"the workflows are generated with ComfyUI {' and '.join(releases)}, this is {ns.version}: "
+              f"set COMFYUI_PATH to such a checkout (tests/hosts.py --setup-only gives its Python)")
         return 2
     infos, _ = object_info(ns)
-    files = build_all(infos)
+    files = {f: t for f, t in build_all(infos, ns.version).items() if generated_with(f[:-len(".json")]) == ns.version}
     changed = []
     for fname, text in files.items():
         path = HERE / fname
@@ -904,14 +907,16 @@ def main(argv=None) -> int:
             changed.append(fname)
             if not args.check:
                 path.write_text(text, encoding="utf-8")
-    stale = sorted(p.name for p in HERE.glob("*.json") if p.name not in files)
+    stale = sorted(p.name for p in HERE.glob("*.json") if p.stem not in WORKFLOWS)
+    others = [r for r in releases if r != ns.version]
+    elsewhere = f" (the others are generated with ComfyUI {' and '.join(others)})" if others else ""
     if args.check:
         if changed or stale:
             print("out of date:", ", ".join(changed + stale))
             return 1
-        print(f"{len(files)} workflows up to date")
+        print(f"{len(files)} workflows up to date{elsewhere}")
         return 0
-    print(f"wrote {len(changed)} of {len(files)} workflows" + (f"; not generated here: {stale}" if stale else ""))
+    print(f"wrote {len(changed)} of {len(files)} workflows{elsewhere}" + (f"; not generated by this script: {stale}" if stale else ""))
     return 0
 
 

@@ -20,8 +20,15 @@ from ..multigpu import check_runs_here, controller_of
 log = logging.getLogger("dit_cache")
 
 
-# The ComfyUI releases whose model code every family's host tests run against (tests/hosts.py)
-TESTED_RELEASES = ("0.3.64", "0.29.0")
+# The ComfyUI releases whose model code every family's host tests run against (tests/hosts.py),
+# oldest first
+TESTED_RELEASES = ("0.3.64", "0.29.0", "0.33.0")
+
+
+def tested_since(release: str) -> tuple:
+    """The tested releases from ``release`` on: ``tested_releases`` of a family that only newer
+    ComfyUI releases have (its host tests are gated to them)."""
+    return TESTED_RELEASES[TESTED_RELEASES.index(release):]
 
 
 class UnsupportedModelError(ValueError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ReplaceAdapter, require, double_single_keys
+from .base import ReplaceAdapter, require, double_single_keys, tested_since
 
 
 def flux_kind(model_patcher) -> str:
@@ -88,7 +88,7 @@ class LongCatImageAdapter(FluxAdapter):
     # 0.3 at most every other step is reused. Calibrate for better results.
     default_profile = "longcat_image"
     recommended_threshold = 0.3
-    tested_releases = ("0.29.0",)
+    tested_releases = tested_since("0.29.0")
 
     def variant(self) -> str:
         return "longcat_image"
@@ -100,7 +100,7 @@ class OvisImageAdapter(FluxAdapter):
     display = "Ovis-Image"
     default_profile = "raw"  # none published: calibrate for better results
     recommended_threshold = 0.15
-    tested_releases = ("0.29.0",)
+    tested_releases = tested_since("0.29.0")
 
     def variant(self) -> str:
         return "ovis_image"

@@ -9,7 +9,7 @@ Reference latents are appended after the image tokens. With ``reference_latents_
 batch row (sampling timestep, timestep 0) and the block applies them by token range."""
 from __future__ import annotations
 
-from .base import ReplaceAdapter, double_single_keys, generated_image_tokens, require
+from .base import ReplaceAdapter, double_single_keys, generated_image_tokens, require, tested_since
 from .flux import FluxHooks, flux_kind
 
 FAMILY = "flux2"
@@ -36,7 +36,7 @@ class Flux2Adapter(ReplaceAdapter):
     display = "Flux.2 (dev, klein)"
     default_profile = "flux2_dev"
     recommended_threshold = 0.25
-    tested_releases = ("0.29.0",)
+    tested_releases = tested_since("0.29.0")
 
     def __init__(self, model_patcher):
         super().__init__(model_patcher)

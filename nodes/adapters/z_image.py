@@ -10,7 +10,7 @@ over the sampling-timestep rows, and ``timestep_zero_index`` (a forward argument
 token ranges modulated at the sampling timestep, the generated image first."""
 from __future__ import annotations
 
-from .base import ForwardIO, ForwardPatchAdapter, SimpleHooks, require
+from .base import ForwardIO, ForwardPatchAdapter, SimpleHooks, require, tested_since
 
 FAMILY = "z_image"
 
@@ -28,7 +28,7 @@ class ZImageAdapter(ForwardPatchAdapter):
     # unscaled change with a cautious threshold; calibrate for better results.
     default_profile = "raw"
     recommended_threshold = 0.15
-    tested_releases = ("0.29.0",)
+    tested_releases = tested_since("0.29.0")
     forward_io = ForwardIO(("x",))
 
     @classmethod

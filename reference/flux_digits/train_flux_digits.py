@@ -19,7 +19,7 @@ Objective: ComfyUI's Flux sampling computes ``x_sigma = sigma * noise + (1 - sig
 (``model_sampling.CONST.noise_scaling``), passes ``timestep = sigma`` (``ModelSamplingFlux.timestep``)
 to the network and takes ``denoised = x_sigma - sigma * v`` (``CONST.calculate_denoised``). So the
 network is trained on rectified flow matching with ``t = sigma ~ U(0, 1)`` and velocity target
-``noise - x0``, in the space after ``process_latent_in`` (``cache_core/flux_digits.py`` maps
+``noise - x0``, in the space after ``process_latent_in`` (``dit_reference/flux_digits.py`` maps
 pixels there). Labels are replaced by the unconditional class (zero embedding) with probability 0.1
 for classifier-free guidance. ``guidance_in`` (FLUX.1-dev's distilled-guidance embedder) is kept
 so that detection picks the dev config, with its output layer zero and frozen: the guidance value
@@ -28,7 +28,7 @@ so that detection picks the dev config, with its output layer zero and frozen: t
 Initialisation: PyTorch's default ``Linear`` init, then adaLN-zero (every modulation and the final
 layer zero, so each block starts as the identity), as the reference DiT.
 
-Writes ``cache_core/data/diffusion_models/dit_cache_flux_digits.safetensors`` (EMA weights in
+Writes ``dit_reference/data/diffusion_models/dit_cache_flux_digits.safetensors`` (EMA weights in
 float16; metadata: config, seed, steps, loss), ``loss_curve.json`` / ``loss_curve.png`` and
 ``train.log`` beside this script. Accuracy through ComfyUI's sampler: ``python -m bench.comfy_peers
 --accuracy`` (run in a ComfyUI environment).
@@ -51,7 +51,7 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cache_core import flux_digits as fd  # noqa: E402
+from dit_reference import flux_digits as fd  # noqa: E402
 from reference.train_reference import flow_matching_loop, load_digits_tensor, plot_curve  # noqa: E402
 
 log = logging.getLogger("train_flux_digits")
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     meta = {"config": json.dumps(CONFIG), "seed": args.seed, "steps": info["steps_done"],
             "final_loss": f"{info['final_loss_smoothed']:.5f}", "train_seconds": f"{info['train_seconds']:.1f}",
             "batch": args.batch, "lr": args.lr, "ema": args.ema, "label_dropout": args.label_dropout,
-            "dataset": "sklearn.datasets.load_digits", "latent": "cache_core/flux_digits.py",
+            "dataset": "sklearn.datasets.load_digits", "latent": "dit_reference/flux_digits.py",
             "objective": "rectified flow, x=sigma*noise+(1-sigma)*x0, v=noise-x0, sigma~U(0,1)",
             "made_by": "reference/flux_digits/train_flux_digits.py"}
     save(model, args.out, meta)

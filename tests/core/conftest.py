@@ -23,5 +23,5 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def reference_model():
-    from cache_core.reference_dit import ReferenceDiT
+    from dit_reference.model import ReferenceDiT
     return ReferenceDiT.load()

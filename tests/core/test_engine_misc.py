@@ -54,7 +54,7 @@ def test_no_reuse_explains_why():
 def test_cache_core_never_imports_comfyui():
     code = ("import sys, importlib, pkgutil, cache_core\n"
             "for m in pkgutil.walk_packages(cache_core.__path__, 'cache_core.'):\n"
-            "    if m.name.endswith('__main__') or m.name.endswith('.demo'): continue\n"
+            "    if m.name.endswith('__main__'): continue\n"
             "    importlib.import_module(m.name)\n"
             "bad = [n for n in sys.modules if n == 'comfy' or n.startswith('comfy.') or n in ('folder_paths', 'comfy_api')]\n"
             "print(','.join(bad))\n")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from cache_core import flux_digits as fd
+from dit_reference import flux_digits as fd
 
 
 def test_pixel_map_round_trip_is_exact_up_to_rounding():

@@ -9,8 +9,8 @@ import torch
 from cache_core import forecast
 from cache_core.forecast import extrapolate, push, reuse_order
 from cache_core.l2c import L2CSchedule
-from cache_core.reference_dit import ReferenceHooks
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.model import ReferenceHooks
+from dit_reference.sampling import make_controller, sample
 from cache_core.stack import CacheController
 from cache_core.steps import StepLocator
 from cache_core.teacache import TeaCacheConfig, TeaCacheState, decide, forced_reason

@@ -3,7 +3,7 @@ uncached pass touches no state, guidance passes are counted apart, and the "why 
 reused" note names a noisy sampler."""
 import torch
 
-from cache_core.reference_dit import ReferenceConfig, ReferenceDiT, ReferenceHooks
+from dit_reference.model import ReferenceConfig, ReferenceDiT, ReferenceHooks
 from cache_core.stack import CacheController
 from cache_core.stats import RunRecorder
 from cache_core.steps import StepLocator

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cache_core import metrics
-from cache_core.demo import psnr as demo_psnr, ssim as demo_ssim
+from dit_reference.demo import psnr as demo_psnr, ssim as demo_ssim
 
 
 def _pair(seed=0, shape=(3, 3, 24, 20), noise=0.1):

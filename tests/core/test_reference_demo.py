@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cache_core.demo import count_branches, learn_l2c_schedule, main, psnr, teacache_pattern, track_branches
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.demo import count_branches, learn_l2c_schedule, main, psnr, teacache_pattern, track_branches
+from dit_reference.sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
 ROOT = Path(__file__).resolve().parents[2]

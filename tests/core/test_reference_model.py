@@ -11,10 +11,11 @@ import os
 import pytest
 import torch
 
-from cache_core.demo import CLASSIFIER, DigitClassifier, psnr, ssim
-from cache_core.learn import ReferenceBranchModel
-from cache_core.reference_dit import WEIGHTS
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.classifier import CLASSIFIER, DigitClassifier
+from dit_reference.demo import psnr, ssim
+from dit_reference.learn import ReferenceBranchModel
+from dit_reference.model import WEIGHTS
+from dit_reference.sampling import make_controller, sample
 from cache_core.teacache import TeaCacheConfig
 
 

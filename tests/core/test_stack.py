@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cache_core.l2c import L2CSchedule
-from cache_core.reference_dit import ReferenceConfig, ReferenceDiT, ReferenceHooks
-from cache_core.reference_sampling import make_controller, sample
+from dit_reference.model import ReferenceConfig, ReferenceDiT, ReferenceHooks
+from dit_reference.sampling import make_controller, sample
 from cache_core.stack import CacheController
 from cache_core.steps import StepLocator
 from cache_core.teacache import TeaCacheConfig

@@ -67,7 +67,7 @@ def test_mismatch_on_another_release_names_the_tested_ones(comfy, flux_without_i
         teacache(flux_without_img_mod.patcher, 0.4)
     msg = str(e.value)
     assert ("ComfyUI 0.99.0 changed the Flux (dev, schnell, Fill, Kontext) model code (dit-cache tested this "
-            "family with ComfyUI 0.3.64 and 0.29.0)") in msg
+            "family with ComfyUI 0.3.64, 0.29.0 and 0.33.0)") in msg
     assert "Update dit-cache" in msg
 
 
@@ -82,4 +82,4 @@ if "flux2:dev" in tm.family_ids():  # collected only on releases that have Flux.
         monkeypatch.setattr(base, "comfyui_version", lambda: "0.31.0")
         msg = base.mismatch_message("flux2", "Flux has no double_stream_modulation_img")
         assert ("ComfyUI 0.31.0 changed the Flux.2 (dev, klein) model code (dit-cache tested this family with "
-                "ComfyUI 0.29.0)") in msg
+                "ComfyUI 0.29.0 and 0.33.0)") in msg

@@ -20,7 +20,7 @@ MIN_ACCURACY = 0.95  # of 20 samples: the stated figure is 100% at cfg 3 (eval.j
 
 @pytest.fixture(scope="module")
 def fd():
-    return sub("cache_core.flux_digits")
+    return sub("dit_reference.flux_digits")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_digit_decode_node_inverts_the_map(comfy, dn, fd):
 def test_samples_are_the_digits_asked_for(comfy, dn, fd, model):
     """Full compute through nodes.common_ksampler (the KSampler node's code)."""
     import nodes
-    from cache_core.demo import DigitClassifier
+    from dit_reference.classifier import DigitClassifier
     labels = list(range(10)) * 2
     pos = dn.DigitConditioning.execute("".join(map(str, labels))).args[0]
     neg = nodes.ConditioningZeroOut().zero_out(pos)[0]

@@ -1,7 +1,7 @@
 """Command line on the reference DiT.
 
-    python -m cache_core calibrate --steps 20 --seeds 4 --out profile.json
-    python -m cache_core learn --lam 3e-3 --threshold 0.5 --out schedule.safetensors
+    python -m dit_reference calibrate --steps 20 --seeds 4 --out profile.json
+    python -m dit_reference learn --lam 3e-3 --threshold 0.5 --out schedule.safetensors
 
 Nothing is written anywhere but ``--out`` (through a temporary file in the same folder, renamed
 into place, so an interrupted run leaves no partial file).
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .fileio import atomic_write
+from cache_core.fileio import atomic_write
 
 
 def _sha256(path: Path) -> str:
@@ -28,14 +28,16 @@ def _sha256(path: Path) -> str:
 
 
 def _load(weights: str | None, device: str):
-    from .reference_dit import WEIGHTS, ReferenceDiT
+    from .model import WEIGHTS, ReferenceDiT
     path = Path(weights) if weights else WEIGHTS
     return ReferenceDiT.load(path, device=device), path
 
 
 def cmd_calibrate(args) -> int:
-    from .calibrate import prediction_error, record_reference
-    from .coefficients import get_profile
+    from cache_core.calibrate import prediction_error
+    from cache_core.coefficients import get_profile
+
+    from .calibrate import record_reference
     model, path = _load(args.weights, args.device)
     t0 = time.perf_counter()
     seeds = list(range(args.seed, args.seed + args.seeds))
@@ -45,7 +47,7 @@ def cmd_calibrate(args) -> int:
     flux = prediction_error(get_profile("flux"), rec.xs, rec.ys)
     doc = {"name": name, "family": "reference", "model_sha256": _sha256(path), "steps": args.steps,
            "sampler": "euler", "scheduler": "flow (linear sigmas)", "cfg": args.cfg, "seeds": seeds,
-           "source": f"python -m cache_core calibrate on {path.name}", **res.to_dict(),
+           "source": f"python -m dit_reference calibrate on {path.name}", **res.to_dict(),
            "flux_coefficients_rmse_on_same_data": flux["rmse"]}
     atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1) + "\n"))
     print(f"calibrated on {res.n} pairs ({len(seeds)} seeds x {args.steps} steps x 2 streams) in "
@@ -88,7 +90,7 @@ def cmd_learn(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cache_core", description="dit-cache tools on the reference DiT")
+    ap = argparse.ArgumentParser(prog="python -m dit_reference", description="dit-cache engine tools on the reference DiT")
     sub = ap.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--weights", default=None, help="reference DiT safetensors (default: the shipped one)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from .reference_dit import ReferenceDiT, ReferenceHooks
-from .stack import CacheController
-from .steps import StepLocator
+from cache_core.stack import CacheController
+from cache_core.steps import StepLocator
+
+from .model import ReferenceDiT, ReferenceHooks
 
 STREAMS = ("cond", "uncond")
 
@@ -64,8 +65,8 @@ def sample(model: ReferenceDiT, labels: torch.Tensor, steps: int = 20, cfg: floa
 
 def make_controller(model: ReferenceDiT, teacache=None, l2c=None, run_id: str = "",
                     l2c_reuse: str = "cached") -> CacheController:
-    from .forecast import with_reuse_tag
-    from .stats import RunRecorder, make_run_id
+    from cache_core.forecast import with_reuse_tag
+    from cache_core.stats import RunRecorder, make_run_id
     rid = run_id or make_run_id(teacache.run_id() if teacache is not None and teacache.enabled else "",
                                 with_reuse_tag(l2c.run_id(), l2c_reuse) if l2c is not None else "")
     rec = RunRecorder(run_id=rid, threshold=teacache.rel_l1_thresh if teacache is not None else None)

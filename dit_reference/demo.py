@@ -1,7 +1,7 @@
 """Demo on the shipped reference DiT: no cache, TeaCache, Learning-to-Cache and both together,
 and TeaCache and L2C forecasting the skipped work (``reuse="taylor1"``, cache_core.forecast).
 
-    python -m cache_core.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
+    python -m dit_reference.demo [--out ./out] [--per-class 5] [--steps 25] [--cfg 3] [--repeats 3]
 
 Samples the same seeds and classes with every method, and prints one row per method:
 evaluations computed (per stream: cond and uncond count separately), attention/MLP branches
@@ -27,7 +27,8 @@ Metrics (images clamped to [-1, 1], data range L = 2), computed by kornia throug
         samples. Until this switch the demo used its own SSIM with sigma 1.0: on the demo's
         samples the two differ by at most 0.0019 (bench/README.md); PSNR is the same formula.
   classifier  multinomial logistic regression on the [-1, 1]-scaled digits, trained by
-        reference/train_reference.py and shipped as data/reference_classifier.json (numpy only).
+        reference/train_reference.py and shipped as data/reference_classifier.json (numpy only;
+        dit_reference.classifier).
 """
 from __future__ import annotations
 
@@ -45,15 +46,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import metrics
+from cache_core import metrics
+from cache_core.teacache import TeaCacheConfig
+
+from .classifier import DigitClassifier
 from .learn import ReferenceBranchModel
-from .reference_dit import WEIGHTS, Block, ReferenceDiT
-from .reference_sampling import flow_sigmas, make_controller, sample
-from .teacache import TeaCacheConfig
+from .model import WEIGHTS, Block, ReferenceDiT
+from .sampling import flow_sigmas, make_controller, sample
 
 log = logging.getLogger(__name__)
-
-CLASSIFIER = WEIGHTS.with_name("reference_classifier.json")
 
 #: ``--clock`` choices: wall-clock, or this process's CPU time. With one torch thread on a CPU
 #: shared with other jobs, CPU time is the cost of the run itself: on a 2-core machine at load 7,
@@ -63,27 +64,6 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 # -- metrics -------------------------------------------------------------------------------
-class DigitClassifier:
-    """The shipped digits classifier (logistic regression parameters in JSON, evaluated with numpy)."""
-
-    def __init__(self, path: str | Path = CLASSIFIER):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"classifier parameters not found at {path}; run reference/train_reference.py")
-        p = json.loads(path.read_text())
-        self.coef = np.asarray(p["coef"], dtype=np.float64)
-        self.intercept = np.asarray(p["intercept"], dtype=np.float64)
-        self.classes = np.asarray(p["classes"])
-        self.held_out_accuracy = p.get("held_out_accuracy")
-
-    def predict(self, images: torch.Tensor) -> np.ndarray:
-        x = images.detach().float().clamp(-1, 1).reshape(len(images), -1).double().cpu().numpy()
-        return self.classes[(x @ self.coef.T + self.intercept).argmax(1)]
-
-    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        return float((self.predict(images) == labels.cpu().numpy()).mean())
-
-
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> float:
     """PSNR in dB of two sample batches clamped to [-1, 1]: one MSE over all pixels of all
     samples, ``inf`` when identical (:func:`cache_core.metrics.psnr`, kornia, in float64)."""
@@ -136,7 +116,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     when TeaCache skipped the steps in between. ``alternate``: only every other TeaCache-computed
     step is a cache step (the paper's alternation, over the computed steps), so every layer
     computes at least every other computed step and its forecast history stays fresh."""
-    from .l2c import RouterBatch, RouterTrainer
+    from cache_core.l2c import RouterBatch, RouterTrainer
     labels = torch.arange(model.cfg.classes).repeat_interleave(per_class)
     xs = trajectory(model, labels, steps, cfg, seed)
     sig = flow_sigmas(steps)
@@ -157,7 +137,7 @@ def learn_l2c_schedule(model: ReferenceDiT, steps: int = 25, cfg: float = 3.0, l
     t0 = time.perf_counter()
     losses = trainer.fit(batch, iterations, progress=progress)
     how = f" under {teacache.run_id()}" if teacache is not None else ""
-    sched = trainer.to_schedule(threshold, source=f"cache_core.demo lam={lam:g} it={iterations}{how}")
+    sched = trainer.to_schedule(threshold, source=f"dit_reference.demo lam={lam:g} it={iterations}{how}")
     info = {"lam": lam, "iterations": iterations, "seconds": time.perf_counter() - t0,
             "final_loss": losses[-1] if losses else None, "teacache": teacache.run_id() if teacache else None,
             **sched.summary()}
@@ -392,7 +372,7 @@ def build_methods(model: ReferenceDiT, args, schedule) -> list[Method]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cache_core.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dit_reference.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("out"))
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -430,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.arange(model.cfg.classes).repeat_interleave(args.per_class)
 
     if args.schedule is not None:
-        from .l2c import L2CSchedule
+        from cache_core.l2c import L2CSchedule
         schedule = L2CSchedule.load(args.schedule)
         l2c_info = {"loaded": str(args.schedule), **schedule.summary()}
         log.info("loaded %s", schedule.describe())
