@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cache_core.lockstep import LockstepError, LockstepTimeout, Round
-from cache_core.reference_dit import ReferenceConfig, ReferenceDiT
-from cache_core.reference_sampling import flow_sigmas, make_controller
+from dit_reference.model import ReferenceConfig, ReferenceDiT
+from dit_reference.sampling import flow_sigmas, make_controller
 from cache_core.stats import RunRecorder
 from cache_core.steps import StepLocator
 from cache_core.teacache import TeaCacheConfig

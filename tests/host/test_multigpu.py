@@ -179,6 +179,21 @@ def test_independent_equals_one_device_with_conds_apart(models, two_devices, fam
 
 
 @pytest.mark.parametrize("fam", FAMILIES)
+def test_split_before_teacache(models, two_devices, fam):
+    """MultiGPU CFG Split first, TeaCache Patch after it: ComfyUI re-copies the patched model to the
+    second device before the run (match_multigpu_clones), so the result is the same."""
+    tiny = models(fam)
+    c = conds(tiny, apart=True)
+    one = teacache(tiny.patcher, THRESH[fam], multigpu="independent")
+    ref = run(tiny, one, **c)
+    m = teacache(split(tiny.patcher), THRESH[fam], multigpu="independent")
+    with Watch(tiny, m, overlap=False) as w:
+        out = w.sample(tiny, m, **c)
+    assert torch.equal(out, ref)
+    assert sorted(summary(m)["devices"]) == ["cpu", "cpu:0"] and summary(m)["computed"] == summary(one)["computed"]
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
 def test_lockstep_devices_decide_together(models, two_devices, fam):
     """The default: on every step both devices skip or both compute, the same on every repeat, with
     the decisions of one device (Flux: conds batched; Lumina 2: its conds never batch, and here its
