@@ -260,7 +260,6 @@ class CacheController:
             decisions.append(d)
         ctx.decisions = decisions
         stack_in = hooks.stack_input(inputs)
-        final = None
         if all(not d.compute for d in decisions):
             final = self._restore(ctx, streams, stack_in)
             if final is None:
@@ -270,20 +269,22 @@ class CacheController:
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
                 self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
-                final = None
-        if ctx.agree is not None and not ctx.agree(final is not None) and final is not None:
-            final = None
-            ctx.reason = "lockstep"  # another forward of this evaluation computes: so does this one
-        if final is not None:
-            ctx.skip = True
-            ctx.final = final
-            key = tuple(streams)
-            self._skip_epoch[key] = self._skip_epoch.get(key, 0) + 1
-            return
-        if any(not d.compute for d in decisions):
-            # a batched forward computes every stream when any stream needs it; all accumulators restart
+            if ctx.agree is not None and not ctx.agree(not ctx.reason):
+                ctx.reason = ctx.reason or "lockstep"  # another forward of this evaluation computes
+            if not ctx.reason:
+                ctx.skip = True
+                ctx.final = final
+                key = tuple(streams)
+                self._skip_epoch[key] = self._skip_epoch.get(key, 0) + 1
+                return
             self._reset_accumulators(streams)
-            ctx.reason = ctx.reason or "batch"
+        else:
+            if ctx.agree is not None:
+                ctx.agree(False)  # this forward computes: so do the others of its evaluation
+            if any(not d.compute for d in decisions):
+                # a batched forward computes every stream when any stream needs it; all accumulators restart
+                self._reset_accumulators(streams)
+                ctx.reason = "batch"
         # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
         ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
 
