@@ -29,6 +29,7 @@ from .compile_region import outside_compile
 from .stats import RunRecorder
 from .steps import StepInfo
 from .streams import StreamStates, signature
+from .sync import DecisionSync, l1_sums
 from .teacache import Decision, TeaCacheConfig, TeaCacheState, decide, forced_reason, rel_l1
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ class StackHooks(Protocol):
     def hidden_keys(self, index: int) -> Sequence[str]:
         """Names of the hidden states a block takes and returns (identity and L2C reuse use them)."""
 
+    # Optional, for stacks whose tokens are re-chunked inside (raylight's sequence-parallel Flux,
+    # see nodes/sequence_parallel.py): ``residual(index, outputs, inputs, stack_in)`` gives the
+    # residual in the last block's layout, and with ``restore_at_last_block = True`` a reuse
+    # hands ``final_outputs`` that residual (not stack input + residual) to add to the last
+    # block's own inputs.
+
 
 @dataclass
 class ForwardContext:
@@ -104,8 +111,10 @@ class CacheController:
     L2C block residuals and the run's statistics. Cheap to create; `reset()` drops every tensor."""
 
     def __init__(self, hooks: StackHooks, teacache: TeaCacheConfig | None = None, l2c=None,
-                 recorder: RunRecorder | None = None, check_finite: bool = True, l2c_reuse: str = "cached"):
+                 recorder: RunRecorder | None = None, check_finite: bool = True, l2c_reuse: str = "cached",
+                 sync: DecisionSync | None = None):
         self.hooks = hooks
+        self.sync = sync  # None: one process, today's path; see cache_core/sync.py
         self.teacache = teacache if (teacache is not None and teacache.enabled) else None
         self.l2c = l2c
         self.tc_order = self.teacache.order if self.teacache is not None else 0
@@ -184,7 +193,8 @@ class CacheController:
             self.recorder.add(ctx.info.step, ctx.info.sigma, key, not ctx.skip, reason,
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
-                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind, device=self.device)
+                              ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind,
+                              rescaled=d.rescaled if d is not None else None, device=self.device)
 
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
@@ -236,7 +246,11 @@ class CacheController:
     def _after_last_block(self, ctx: ForwardContext, index: int, inputs: Tensors, out: Tensors) -> None:
         """The TeaCache residual of a computed step, after the last block, computed or L2C-reused."""
         if index == self.hooks.n_blocks - 1 and self.teacache is not None and ctx.stack_in is not None:
-            self._store_residual(ctx, self.hooks.stack_output(index, out, inputs, ctx.stack_in))
+            residual = getattr(self.hooks, "residual", None)
+            if residual is not None:
+                self._store_residual(ctx, None, residual(index, out, inputs, ctx.stack_in))
+            else:
+                self._store_residual(ctx, self.hooks.stack_output(index, out, inputs, ctx.stack_in))
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:
         if self.teacache is None:
@@ -245,10 +259,15 @@ class CacheController:
         hooks = self.hooks
         streams = ctx.streams
         ind = hooks.indicator(inputs).detach()
+        if self.sync is not None:  # a CFG-parallel rank runs its share of the streams
+            streams = ctx.streams = self.sync.local_streams(streams, ind.shape[0])
         chunks = ind.chunk(len(streams)) if len(streams) > 1 else [ind]
         states = [self.tc_states.get(k, like=c) for k, c in zip(streams, chunks)]
-        changes = [rel_l1(c, s.prev_indicator) for c, s in zip(chunks, states) if s.prev_indicator is not None]
-        values = torch.stack(changes).tolist() if changes else []  # one host sync for all streams
+        if self.sync is None:
+            changes = [rel_l1(c, s.prev_indicator) for c, s in zip(chunks, states) if s.prev_indicator is not None]
+            values = torch.stack(changes).tolist() if changes else []  # one host sync for all streams
+        else:
+            values = self._synced_changes(chunks, states)
         forced = forced_reason(ctx.info.step, ctx.info.n_steps, ctx.info.position, cfg)
         it = iter(values)
         decisions = []
@@ -269,6 +288,8 @@ class CacheController:
                 ctx.reason = "nonfinite"
                 what = "forecast" if ctx.forecast_order else "reused"
                 self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
+            if self.sync is not None and not self.sync.agree(not ctx.reason, step=ctx.info.step):
+                ctx.reason = ctx.reason or "sync"  # another rank of the group must compute
             if ctx.agree is not None and not ctx.agree(not ctx.reason):
                 ctx.reason = ctx.reason or "lockstep"  # another forward of this evaluation computes
             if not ctx.reason:
@@ -279,6 +300,8 @@ class CacheController:
                 return
             self._reset_accumulators(streams)
         else:
+            if self.sync is not None:
+                self.sync.agree(False, step=ctx.info.step)  # this rank computes: so do all
             if ctx.agree is not None:
                 ctx.agree(False)  # this forward computes: so do the others of its evaluation
             if any(not d.compute for d in decisions):
@@ -287,6 +310,17 @@ class CacheController:
                 ctx.reason = "batch"
         # clone: downstream code (ControlNet, LTX-2's blocks) adds into it in place
         ctx.stack_in = _like(stack_in, [p.clone() for p in _parts(stack_in)])
+
+    def _synced_changes(self, chunks, states) -> list:
+        """The streams' relative L1 changes reduced over the sync's token group (sums, then the
+        ratio: every rank gets the same numbers), for the streams that have a previous indicator."""
+        diffs, refs = [], []
+        for c, s in zip(chunks, states):
+            d, r = l1_sums(c, s.prev_indicator) if s.prev_indicator is not None else (0.0, 0.0)
+            diffs.append(d)
+            refs.append(r)
+        values = self.sync.relative_changes(diffs, refs, self.ctx.info.step)
+        return [v for v, s in zip(values, states) if s.prev_indicator is not None]
 
     def _reset_accumulators(self, streams) -> None:
         for k in streams:
@@ -307,15 +341,23 @@ class CacheController:
                 return None
             ctx.forecast_order = max(ctx.forecast_order, min(h.available_order for h in hs))
             res.append([forecast.extrapolate(h, x, c.device) for h, c in zip(hs, chunk)])
+        if getattr(self.hooks, "restore_at_last_block", False):  # the last block adds it to its inputs
+            return _like(stack_in, [torch.cat([r[j] for r in res]) if len(res) > 1 else res[0][j]
+                                    for j in range(len(res[0]))])
         parts = _parts(stack_in)
         out = [p + (torch.cat([r[j] for r in res]) if len(res) > 1 else res[0][j]) for j, p in enumerate(parts)]
         return _like(stack_in, out)
 
-    def _store_residual(self, ctx: ForwardContext, stack_out: Stack) -> None:
-        res = _like(stack_out, [o - i for o, i in zip(_parts(stack_out), _parts(ctx.stack_in))])
+    def _store_residual(self, ctx: ForwardContext, stack_out: Stack | None, res: Stack | None = None) -> None:
+        n = len(ctx.streams)
+        if res is None:
+            res = _like(stack_out, [o - i for o, i in zip(_parts(stack_out), _parts(ctx.stack_in))])
+            sigs = _per_stream(res, n)
+        else:  # in another layout than the stack input: keyed by the input's shapes, which _restore checks
+            sigs = _per_stream(ctx.stack_in, n)
         store = "cpu" if self.teacache.cache_device == "offload" else None
-        for k, chunk in zip(ctx.streams, _per_stream(res, len(ctx.streams))):
-            self._res_sigs[k] = tuple((tuple(c.shape), c.dtype) for c in chunk)
+        for k, chunk, like in zip(ctx.streams, _per_stream(res, n), sigs):
+            self._res_sigs[k] = tuple((tuple(c.shape), c.dtype) for c in like)
             old = self._residuals.get(k)
             if old is None or len(old) != len(chunk):
                 old = (None,) * len(chunk)
@@ -407,10 +449,14 @@ class CacheController:
 
     def _finite(self, tensors) -> bool:
         """A forecast that is not finite never reaches the output: the layer computes instead
-        (plain reuse is left unchecked, as it holds what a computed step returned)."""
+        (plain reuse is left unchecked, as it holds what a computed step returned). Under a
+        decision sync every rank computes the layer when any rank's forecast is not finite."""
         if not (self.check_finite and self.l2c_order):
             return True
-        if forecast.all_finite(tensors):
+        ok = forecast.all_finite(tensors)
+        if self.sync is not None:
+            ok = self.sync.agree(ok, "L2C forecast check", self.ctx.info.step if self.ctx is not None else 0)
+        if ok:
             return True
         self.recorder.note("an L2C forecast was not finite; those layers computed instead")
         return False

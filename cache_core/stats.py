@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Hashable
 
+from . import report
+
 
 @dataclass
 class EvalRecord:
@@ -24,6 +26,7 @@ class EvalRecord:
     wall_s: float
     cache_bytes: int
     kind: str = ""         # "" for the sampler's ordinary pass, else a guidance pass id ("g1", ...)
+    rescaled: float | None = None  # rel_l1 through the coefficient polynomial: what the accumulator adds
     device: str = ""       # the device whose model copy ran it (ComfyUI's MultiGPU CFG Split); "" on one device
 
 
@@ -41,6 +44,7 @@ class RunRecorder:
     reuse: str = ""  # what skipped work gets (cache_core.forecast.describe)
     sampler: str = ""            # the sampler's name, when the caller knows it
     noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
+    stream_names: dict = field(default_factory=dict)  # stream key -> name the user knows (report.stream_name)
     # the devices of a MultiGPU CFG Split record from their own threads
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _peaks: dict = field(default_factory=dict, repr=False, compare=False)  # device -> peak cache bytes
@@ -59,7 +63,8 @@ class RunRecorder:
 
     def add(self, step: int, sigma: float, stream: Hashable, compute: bool, reason: str,
             rel_l1: float | None, accumulated: float | None, layers_computed: int,
-            layers_reused: int, wall_s: float, cache_bytes: int, kind: str = "", device: str = "") -> None:
+            layers_reused: int, wall_s: float, cache_bytes: int, kind: str = "",
+            rescaled: float | None = None, device: str = "") -> None:
         """One evaluation of one stream; ``cache_bytes``: what ``device``'s caches hold after it
         (the run's peak is the sum of the devices' peaks)."""
         with self._lock:
@@ -67,7 +72,8 @@ class RunRecorder:
             self.peak_cache_bytes = sum(self._peaks.values())
             self.records.append(EvalRecord(len(self.records), step, float(sigma), str(stream),
                                            "compute" if compute else "reuse", reason, rel_l1, accumulated,
-                                           layers_computed, layers_reused, wall_s, cache_bytes, kind, device))
+                                           layers_computed, layers_reused, wall_s, cache_bytes, kind, rescaled,
+                                           device))
 
     def note(self, text: str) -> None:
         with self._lock:
@@ -118,6 +124,8 @@ class RunRecorder:
             "peak_cache_bytes": self.peak_cache_bytes,
             "wall_s": (self.finished - self.started) if (self.started and self.finished) else wall_total,
             "streams": sorted({r.stream for r in recs}),
+            "stream_names": {k: report.stream_name(k, self.stream_names)
+                             for k in report.stream_order({r.stream for r in everything}, self.stream_names)},
             "reasons": reasons,
             "guidance_passes": len(guidance),
             "guidance_computed": sum(r.decision == "compute" for r in guidance),
@@ -133,24 +141,8 @@ class RunRecorder:
         return out
 
     def _why_no_reuse(self) -> str:
-        if self.threshold == 0:
-            return "no reuse: the threshold is 0, which turns caching off"
-        if self.n_steps and self.n_steps <= 4:
-            return (f"no reuse: only {self.n_steps} steps; first and last steps always compute, so few-step or "
-                    "distilled models leave nothing to skip")
-        recs = [r for r in self.records if not r.kind]
-        forced = sum(1 for r in recs if r.reason in ("first", "last", "window", "warmup"))
-        if forced == len(recs):
-            return "no reuse: every step fell on a forced step (first/last step or outside start/end percent)"
-        if self.noisy_sampler:
-            changes = sorted(r.rel_l1 for r in recs if r.rel_l1 is not None and r.reason == "threshold")
-            typical = f" (median relative change {changes[len(changes) // 2]:.3g} per evaluation)" if changes else ""
-            return (f"no reuse: the sampler {self.sampler} adds fresh noise at every step, so the model's input "
-                    f"changes a lot between evaluations{typical} and the accumulated change reached the threshold "
-                    "every time; use a deterministic sampler (euler, dpmpp_2m, heun, ...) to cache, or raise "
-                    "rel_l1_thresh")
-        return ("no reuse: the accumulated change reached the threshold at every step; raise rel_l1_thresh "
-                "or calibrate coefficients for this model")
+        return report.why_no_reuse([r for r in self.records if not r.kind], self.threshold, self.n_steps,
+                                   self.sampler, self.noisy_sampler)
 
     def to_json(self, with_records: bool = True) -> str:
         d = {"summary": self.summary()}
@@ -159,11 +151,16 @@ class RunRecorder:
         return json.dumps(d, indent=1)
 
     def table(self) -> str:
-        """Human-readable report: a summary header and one row per evaluation."""
+        """Human-readable report: the one-line summary (``report.headline``), the details, then one
+        row per evaluation with its stream named as the user knows it."""
         s = self.summary()
         ms = f"{s['measured_speedup']:.2f}x" if s["measured_speedup"] else "n/a"
+        names = s["stream_names"]
+        width = max([6] + [len(n) for n in names.values()])
+        width = min(width, 28)
         lines = [
-            f"run {s['run_id']}",
+            report.headline(s),
+            f"run {s['run_id']}; streams: " + ", ".join(names.values()),
             *([s["reuse"]] if s["reuse"] else []),
             f"evaluations computed {s['computed']}/{s['evaluations']} (hit rate {s['hit_rate']:.0%}), "
             f"layers computed {s['layers_computed']}/{s['layers_computed'] + s['layers_reused']}",
@@ -181,13 +178,15 @@ class RunRecorder:
                          "(evaluations a guidance node adds, e.g. Skip Layer Guidance; each keeps its own "
                          "cache, never the cond's)")
         lines += s["notes"]
-        lines.append(f"{'#':>4} {'step':>4} {'sigma':>8} {'stream':>10} {'decision':>8} {'reason':>9} "
+        lines.append(f"{'#':>4} {'step':>4} {'sigma':>8} {'stream':<{width}} {'decision':>8} {'reason':>9} "
                      f"{'rel_l1':>8} {'acc':>7} {'layers':>7} {'ms':>7}")
-        for r in self.records:
+        for r, reached in zip(self.records, report.accumulator_trace(self.records)):
             rl = f"{r.rel_l1:.4f}" if r.rel_l1 is not None else "-"
-            stream = f"{r.device}:{r.stream}" if r.device else r.stream
-            acc = f"{r.accumulated:.3f}" if r.accumulated is not None else "-"
-            lines.append(f"{r.eval_index:>4} {r.step:>4} {r.sigma:>8.4f} {stream[:10]:>10} {r.decision:>8} "
+            reached = reached if reached is not None else r.accumulated  # acc: the value held against the threshold
+            acc = f"{reached:.3f}" if reached is not None else "-"
+            name = names.get(r.stream, r.stream)
+            name = (f"{r.device}:{name}" if r.device else name)[:width]
+            lines.append(f"{r.eval_index:>4} {r.step:>4} {r.sigma:>8.4f} {name:<{width}} {r.decision:>8} "
                          f"{r.reason[:9]:>9} {rl:>8} {acc:>7} {r.layers_computed:>3}/{r.layers_computed + r.layers_reused:<3} "
                          f"{r.wall_s * 1000:>7.1f}")
         return "\n".join(lines)

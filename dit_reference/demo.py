@@ -309,16 +309,31 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (0, 90, 50), (170, 0, 90), (90, 60, 0), (0, 60, 140)]
 
 
-def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title: str,
+def _nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """Round tick values (1, 2, 2.5, 5 x 10^k apart) inside [lo, hi]."""
+    raw = max(hi - lo, 1e-12) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def scatter_plot(series: dict[str, list[tuple]], path: Path, title: str,
                  xlabel: str = "measured speed-up (x)", ylabel: str = "PSNR vs uncached (dB)",
-                 lines: bool = True, size=(760, 480)) -> None:
-    """A small PIL line/scatter plot: ``series`` maps a name to (x, y) points (inf y is drawn at the top)."""
-    from PIL import Image, ImageDraw
+                 lines: bool = True, size=(900, 560)) -> None:
+    """A PIL line/scatter plot with round ticks, a grid and a legend: ``series`` maps a name to
+    points ``(x, y)`` or ``(x, y, label)``; a label is written next to its point (e.g. the
+    threshold). Infinite y (identical to uncached) is drawn at the top edge, labelled "inf"."""
+    from PIL import Image, ImageDraw, ImageFont
+    try:
+        font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = small = ImageFont.load_default()
     W, H = size
-    ml, mr, mt, mb = 56, 220, 30, 44
+    ml, mr, mt, mb = 70, 250, 44, 58
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
-    pts = [(x, y) for s in series.values() for x, y in s if math.isfinite(x) and math.isfinite(y)]
+    pts = [(p[0], p[1]) for s in series.values() for p in s if math.isfinite(p[0]) and math.isfinite(p[1])]
     if not pts:
         pts = [(1.0, 0.0), (2.0, 1.0)]
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
@@ -330,27 +345,33 @@ def scatter_plot(series: dict[str, list[tuple[float, float]]], path: Path, title
         x_hi = x_lo + 1
     sx = lambda v: ml + (W - ml - mr) * (v - x_lo) / (x_hi - x_lo)  # noqa: E731
     sy = lambda v: H - mb - (H - mt - mb) * ((min(v, y_hi) if math.isfinite(v) else y_hi) - y_lo) / (y_hi - y_lo)  # noqa: E731
+    for xv in _nice_ticks(x_lo, x_hi):
+        d.line([(sx(xv), mt), (sx(xv), H - mb)], fill=(225, 225, 225))
+        d.line([(sx(xv), H - mb), (sx(xv), H - mb + 5)], fill="black")
+        label = f"{xv:g}"
+        d.text((sx(xv) - d.textlength(label, font=font) / 2, H - mb + 8), label, fill="black", font=font)
+    for yv in _nice_ticks(y_lo, y_hi):
+        d.line([(ml, sy(yv)), (W - mr, sy(yv))], fill=(225, 225, 225))
+        d.line([(ml - 5, sy(yv)), (ml, sy(yv))], fill="black")
+        label = f"{yv:g}"
+        d.text((ml - 8 - d.textlength(label, font=font), sy(yv) - 9), label, fill="black", font=font)
     d.rectangle([ml, mt, W - mr, H - mb], outline="black")
-    for k in range(6):
-        xv = x_lo + (x_hi - x_lo) * k / 5
-        yv = y_lo + (y_hi - y_lo) * k / 5
-        d.line([(sx(xv), H - mb), (sx(xv), H - mb + 4)], fill="black")
-        d.text((sx(xv) - 10, H - mb + 6), f"{xv:.2f}", fill="black")
-        d.line([(ml - 4, sy(yv)), (ml, sy(yv))], fill="black")
-        d.text((4, sy(yv) - 5), f"{yv:.1f}", fill="black")
-    d.text((ml, 8), title, fill="black")
-    d.text(((W - mr) // 2 - 40, H - 16), xlabel, fill="black")
-    d.text((ml + 4, mt + 4), ylabel, fill=(90, 90, 90))
+    d.text((ml, 10), title, fill="black", font=font)
+    d.text(((W - mr + ml) / 2 - d.textlength(xlabel, font=font) / 2, H - 26), xlabel, fill="black", font=font)
+    d.text((ml + 6, mt + 4), ylabel, fill=(80, 80, 80), font=font)
     for k, (name, s) in enumerate(series.items()):
         col = PALETTE[k % len(PALETTE)]
-        p = sorted((sx(x), sy(y)) for x, y in s if math.isfinite(x))
+        p = sorted((sx(q[0]), sy(q[1]), q[2] if len(q) > 2 else ("inf" if not math.isfinite(q[1]) else ""))
+                   for q in s if math.isfinite(q[0]))
         if lines and len(p) > 1:
-            d.line(p, fill=col, width=2)
-        for px, py in p:
-            d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=col)
-        ly = mt + 14 * k
-        d.rectangle([W - mr + 10, ly + 2, W - mr + 20, ly + 10], fill=col)
-        d.text((W - mr + 24, ly), name[:32], fill="black")
+            d.line([(a, b) for a, b, _ in p], fill=col, width=2)
+        for px, py, label in p:
+            d.ellipse([px - 4, py - 4, px + 4, py + 4], fill=col)
+            if label:
+                d.text((px + 6, py - 18), str(label), fill=col, font=small)
+        ly = mt + 20 * k
+        d.rectangle([W - mr + 12, ly + 3, W - mr + 24, ly + 15], fill=col)
+        d.text((W - mr + 30, ly), name[:30], fill="black", font=small)
     img.save(path)
 
 
@@ -457,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         save_grids(results, labels, args.out / "demo_grid.png", args.per_class)
         series = {r["method"]: [(r["speedup"], r["psnr"])] for r in rows[1:]}
-        tc = [(r["speedup"], r["psnr"]) for r in rows
+        tc = [(r["speedup"], r["psnr"], f"t{r['method'].split()[-1]}") for r in rows
               if r["method"].startswith("TeaCache") and "L2C" not in r["method"] and "taylor" not in r["method"]]
         series = {"TeaCache": tc, **{k: v for k, v in series.items()
                                      if not k.startswith("TeaCache") or "L2C" in k or "taylor" in k}}

@@ -109,6 +109,50 @@ def _db(v: float) -> str:
     return "inf dB (identical)" if math.isinf(v) else f"{v:.2f} dB"
 
 
+#: "no visible difference" needs both: PSNR >= NO_VISIBLE_PSNR dB and SSIM >= NO_VISIBLE_SSIM
+NO_VISIBLE_PSNR, NO_VISIBLE_SSIM = 40.0, 0.98
+#: below either of these the difference is called visible
+VISIBLE_PSNR, VISIBLE_SSIM = 30.0, 0.92
+
+
+def visibility(space: str, per_image: list[metrics.Fidelity]) -> str:
+    """The first line of the report: whether the difference is visible, from the worst image.
+
+    The figures, for images in [0, 1] (both measures must agree, since PSNR alone does not decide):
+
+    * SSIM: in a just-noticeable-difference test on compressed greyscale images, the point where at
+      least half of the participants could no longer tell the compressed from the original image was
+      SSIM 0.96 for four images and 0.92 for two, 0.95 on average (Flynn, Ward, Abich and Poole,
+      "Image Quality Assessment Using the SSIM and the Just Noticeable Difference Paradigm",
+      HCI International 2013, LNCS 8019, pp. 23-30). So SSIM >= 0.98, above every one of those
+      thresholds, reads as not visible, and SSIM < 0.92, below all of them, as visible.
+    * PSNR: on the 1,008 images of KonJND-1k the boundary between visually lossless and visibly
+      lossy JPEG compression falls anywhere in a range about 20 dB wide (15 dB for BPG)
+      (Bondžulić, Stojanović, Lukin and Kryvenko, "JPEG and BPG visually lossless image compression
+      via KonJND-1k database", Vojnotehnički glasnik 72(3), 2024, doi:10.5937/vojtehg72-50300), and
+      lossy codecs typically land at 30-50 dB. 40 dB, the upper half of that range, is required for
+      "no visible difference" together with the SSIM figure; under 30 dB reads as visible.
+    * In between: "near the threshold of visibility": look at the heat map.
+
+    Latents (no VAE) have no visibility: the line says to connect a VAE."""
+    worst = min(per_image, key=lambda f: (f.ssim, f.psnr))
+    which = "" if len(per_image) == 1 else f" (worst image #{per_image.index(worst)})"
+    figures = f"PSNR {_db(worst.psnr)}, SSIM {worst.ssim:.3f}{which}"
+    if space != "image":
+        return (f"Latent difference, visibility not judged: {figures} in latent space; connect a VAE to compare "
+                "decoded images")
+    if math.isinf(worst.psnr):
+        return "No difference: the cached result is identical to the reference"
+    if worst.psnr >= NO_VISIBLE_PSNR and worst.ssim >= NO_VISIBLE_SSIM:
+        return (f"No visible difference: {figures} (at or above {NO_VISIBLE_PSNR:g} dB and SSIM "
+                f"{NO_VISIBLE_SSIM:g})")
+    if worst.psnr < VISIBLE_PSNR or worst.ssim < VISIBLE_SSIM:
+        return (f"Visible difference: {figures} (below {VISIBLE_PSNR:g} dB or SSIM {VISIBLE_SSIM:g}); "
+                "lower the cache's threshold")
+    return (f"Difference near the threshold of visibility: {figures}; look at the heat map, or lower the "
+            "cache's threshold")
+
+
 def build_report(ref: Compared, fid: metrics.Fidelity, per_image: list[metrics.Fidelity], run: str) -> str:
     n, ch, h, w = ref.values.shape
     if ref.space == "image":
@@ -117,7 +161,8 @@ def build_report(ref: Compared, fid: metrics.Fidelity, per_image: list[metrics.F
         what = (f"{n} latent{'s' if n > 1 else ''}{' (video frames)' if ref.video else ''}, {ch} channels, {w}x{h}, "
                 f"no VAE: "
                 f"compared in latent space, data range {fid.data_range:.4g} (the reference's)")
-    lines = [f"Cache Compare: cached against reference, {what}",
+    lines = [visibility(ref.space, per_image),
+             f"Cache Compare: cached against reference, {what}",
              f"PSNR        {_db(fid.psnr)}",
              f"SSIM        {fid.ssim:.4f}  ({fid.window}x{fid.window} Gaussian window, sigma 1.5)",
              f"max |diff|  {fid.max_abs_diff:.4g}  (of a data range of {fid.data_range:.4g})",

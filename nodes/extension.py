@@ -11,10 +11,11 @@ class DitCacheExtension(ComfyExtension):
         from .compare_node import CacheCompare
         from .digits_nodes import digits_nodes
         from .l2c_node import L2CScheduleLoader
+        from .raylight import raylight_nodes
         from .learn_nodes import extra_nodes
         from .stats_node import CacheStats
         from .teacache_node import TeaCachePatch
-        return [TeaCachePatch, L2CScheduleLoader, CacheStats, CacheCompare] + extra_nodes() + digits_nodes()
+        return [TeaCachePatch, L2CScheduleLoader, CacheStats, CacheCompare] + extra_nodes() + digits_nodes() + raylight_nodes()
 
 
 async def comfy_entrypoint() -> DitCacheExtension:

@@ -13,6 +13,22 @@ from .runtime import patch_model
 from .teacache_node import reuse_input
 
 
+# the only option while models/l2c_schedules/ is empty (an empty combo shows "undefined" in the page)
+NO_SCHEDULE = "no schedule yet: learn one (L2C Learn Schedule) or put one in models/l2c_schedules"
+
+
+def no_schedule_message() -> str:
+    import folder_paths
+    where = ", ".join(folder_paths.get_folder_paths(folders.SCHEDULES))
+    return (f"No L2C schedule to load: {where} holds none. Make one with the L2C Learn Schedule node (it saves "
+            "it there), or copy a .safetensors schedule or an official L2C router checkpoint (.pt / .pth) into "
+            "that folder; then refresh the page (R) and pick it in L2C Schedule Loader's schedule list.")
+
+
+def schedule_choices() -> list[str]:
+    return folders.listing(folders.SCHEDULES) or [NO_SCHEDULE]
+
+
 def load_schedule_for(adapter, name: str, threshold: float):
     if threshold is None or math.isnan(threshold) or math.isinf(threshold) or not (0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}; 0.1 is the paper's value")
@@ -37,9 +53,10 @@ class L2CScheduleLoader(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model to apply the schedule to; it must be the family and "
                                                 "depth the schedule was learned for."),
-                io.Combo.Input("schedule", options=folders.listing(folders.SCHEDULES),
+                io.Combo.Input("schedule", options=schedule_choices(),
                                tooltip="A schedule in ComfyUI's models/l2c_schedules folder: a .safetensors file "
-                                       "made by L2C Learn Schedule, or router logits."),
+                                       "made by L2C Learn Schedule, or router logits. While the folder is empty "
+                                       "the list says so; refresh the page (R) after adding a file."),
                 io.Float.Input("threshold", default=0.1, min=0.0, max=1.0, step=0.01,
                                tooltip="For files holding router logits: a layer computes where sigmoid(logit) > "
                                        "threshold. Higher = more reuse. Ignored for finished schedules."),
@@ -52,6 +69,8 @@ class L2CScheduleLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model, schedule, threshold, reuse="cached") -> io.NodeOutput:
         reuse_order(reuse)  # a clear error before anything is loaded
+        if schedule == NO_SCHEDULE:
+            raise ValueError(no_schedule_message())
         adapter = detect(model)
         sched = load_schedule_for(adapter, schedule, threshold)
         patched, _ = patch_model(model, lambda m: adapter, l2c=sched, l2c_label=schedule, l2c_reuse=reuse,

@@ -71,6 +71,7 @@ class ModelCall:
     streams evaluated so far."""
     reference: dict
     seen: dict = field(default_factory=dict)  # stream key -> evaluations of it in this call
+    options: dict | None = None  # the call's model_options (its cfg functions name a guidance pass's node)
 
 
 class PassClassifier:
@@ -81,9 +82,9 @@ class PassClassifier:
         self.ids: dict = {}    # patch difference -> "g<n>"
         self.call: ModelCall | None = None
 
-    def begin_call(self, transformer_options: dict | None) -> ModelCall | None:
+    def begin_call(self, transformer_options: dict | None, model_options: dict | None = None) -> ModelCall | None:
         previous = self.call
-        self.call = ModelCall(patch_signature(transformer_options))
+        self.call = ModelCall(patch_signature(transformer_options), options=model_options)
         return previous
 
     def end_call(self, previous: ModelCall | None) -> None:

@@ -23,7 +23,7 @@ from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
-from . import multigpu
+from . import multigpu, stream_names
 from .other_caches import refuse_at_sampling, refuse_before
 from .passes import PassClassifier, describe
 from .sampler_noise import describe_sampler
@@ -55,7 +55,7 @@ class CacheRun:
         self.lanes = multigpu.Lanes(
             self, holder.adapter, holder.hooks,
             lambda hooks: CacheController(hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
-                                          l2c_reuse=holder.l2c_reuse),
+                                          l2c_reuse=holder.l2c_reuse, sync=holder.sync),
             lockstep=holder.lockstep)
         self.controller = self.lanes.primary.controller  # the patched model's own (the only one on one device)
         self.passes = PassClassifier()
@@ -84,6 +84,7 @@ class CacheHolder:
         self.runs_finished = 0
         self.lockstep = True  # under MultiGPU CFG Split, the devices decide together (multigpu.py)
         self._active: CacheRun | None = None
+        self.sync = None  # a decision sync across ranks (cache_core/sync.py; set by nodes/raylight.py)
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options. A holder is settings plus the last run's
@@ -126,6 +127,8 @@ class CacheHolder:
                         self.l2c_reuse if l2c_reuse is None else l2c_reuse)
         h.calibrated = self.calibrated if teacache is ... else []
         h.lockstep = self.lockstep
+        if self.sync is not None:  # the ranks' sync and the hooks of their token layout
+            h.sync, h.hooks = self.sync, self.hooks
         return h
 
     # -- run lifecycle -------------------------------------------------------------------------
@@ -182,6 +185,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     packed = kwargs.get("latent_shapes") or (args[8] if len(args) > 8 else None)
     shape = tuple(noise.shape) if not packed or len(packed) == 1 else None
     run = holder.start_run(sigmas, shape, sampler)
+    run.recorder.stream_names.update(stream_names.cond_names(getattr(guider, "conds", None)))
     guider.model_options["transformer_options"][RUN_KEY] = run
     ok = False
     try:
@@ -202,7 +206,7 @@ def predict_noise_wrapper(executor, x, timestep, model_options=None, seed=None, 
     run = holder.active_run(topts) if holder is not None else None
     if run is None:
         return executor(x, timestep, model_options, seed, *args, **kwargs)
-    previous = run.passes.begin_call(topts)
+    previous = run.passes.begin_call(topts, model_options)
     try:
         return executor(x, timestep, model_options, seed, *args, **kwargs)
     finally:
@@ -221,6 +225,8 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     info = run.locator.locate(sigma)
     with run.lock:
         key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
+        stream_names.observe(run.recorder.stream_names, key.streams, topts, key.guidance, key.difference,
+                             run.passes.call.options if run.passes.call is not None else None)
     if key.guidance:
         _note_pass(run.recorder, key)
     lane = run.lanes.enter(executor.class_obj, topts)  # the model copy this thread runs

@@ -45,13 +45,13 @@ class CacheStats(io.ComfyNode):
     @classmethod
     def execute(cls, model, passthrough) -> io.NodeOutput:
         report, records, summary, thr = report_for(model)
-        title = summary["run_id"] if summary else "dit-cache"
-        plot = stats_plot(records, thr, title)
+        plot = stats_plot(records, thr, summary if summary else "dit-cache: no run yet")
         preview = ui.PreviewImage(plot, cls=cls).as_dict()
         payload = {"text": (report,), "images": preview["images"]}
         if summary is not None:
             payload["dit_cache"] = [{k: summary[k] for k in ("run_id", "reuse", "computed", "evaluations",
                                                              "layers_computed",
                                                              "layers_reused", "estimated_speedup",
-                                                             "measured_speedup", "notes")}]
+                                                             "measured_speedup", "notes", "stream_names")}]
+            payload["dit_cache"][0]["headline"] = report.splitlines()[0]
         return io.NodeOutput(passthrough, report, plot, ui=payload)

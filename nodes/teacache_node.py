@@ -9,7 +9,7 @@ from ..cache_core.coefficients import published_profiles
 from ..cache_core.forecast import REUSE_MODES
 from ..cache_core.teacache import TeaCacheConfig
 from . import profiles
-from .adapters import detect
+from .adapters import detect, model_tooltip
 from .multigpu import MODES as MULTIGPU_MODES
 from .runtime import patch_model
 
@@ -41,6 +41,24 @@ def reuse_input(what: str) -> io.Combo.Input:
                                   "costs 1 / 2 more cached residuals of memory.")
 
 
+def threshold_inputs() -> list:
+    """rel_l1_thresh, start_percent, end_percent and coefficients: TeaCache's inputs that every
+    TeaCache node shares (TeaCache Patch, TeaCache Patch (Ray))."""
+    return [
+        io.Float.Input("rel_l1_thresh", default=AUTO_THRESHOLD, min=-1.0, max=10.0, step=0.01,
+                       tooltip="How much accumulated change to tolerate before recomputing. Higher = faster, "
+                               "lower quality. 0 turns caching off (output identical to no node). -1 = the "
+                               "recommended value for the detected family (Flux 0.4, Wan 2.1 0.08-0.3, ...)."),
+        io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Schedule position (0 = first step) before which every step computes."),
+        io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                       tooltip="Schedule position after which every step computes (1 = up to the end)."),
+        io.Combo.Input("coefficients", options=coefficient_choices(), default="auto",
+                       tooltip="Rescaling polynomial. auto = the published set for the detected family "
+                               "and variant, or a calibrated profile of this model if one is saved."),
+    ]
+
+
 class TeaCachePatch(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -51,19 +69,8 @@ class TeaCachePatch(io.ComfyNode):
             description="Skips the transformer blocks on steps where the model's input barely changed, reusing "
                         "the cached residual (TeaCache, arXiv 2411.19108). Works per cond stream and per run.",
             inputs=[
-                io.Model.Input("model", tooltip="A diffusion transformer (Flux, Chroma, Wan, HunyuanVideo, LTX-Video, "
-                                                "SD3, Lumina 2, Qwen-Image, HiDream, Cosmos Predict2)."),
-                io.Float.Input("rel_l1_thresh", default=AUTO_THRESHOLD, min=-1.0, max=10.0, step=0.01,
-                               tooltip="How much accumulated change to tolerate before recomputing. Higher = faster, "
-                                       "lower quality. 0 turns caching off (output identical to no node). -1 = the "
-                                       "recommended value for the detected family (Flux 0.4, Wan 2.1 0.08-0.3, ...)."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Schedule position (0 = first step) before which every step computes."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Schedule position after which every step computes (1 = up to the end)."),
-                io.Combo.Input("coefficients", options=coefficient_choices(), default="auto",
-                               tooltip="Rescaling polynomial. auto = the published set for the detected family "
-                                       "and variant, or a calibrated profile of this model if one is saved."),
+                io.Model.Input("model", tooltip=model_tooltip()),
+                *threshold_inputs(),
                 io.Combo.Input("cache_device", options=["main", "offload"], default="main",
                                tooltip="Where cached residuals live: main = the GPU (fastest), offload = system RAM "
                                        "(saves VRAM, costs a copy per reused step)."),

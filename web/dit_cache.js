@@ -2,7 +2,8 @@
 //
 // * Cache Stats: shows the last run's report in a read-only text box and keeps it in the
 //   saved workflow (node.properties.dit_cache_report), so it survives save / load.
-//   The plot is shown by ComfyUI itself from the `images` of the node's UI message.
+//   The plot is shown by ComfyUI itself from the `images` of the node's UI message; the node
+//   grows to PLOT_MIN_SIZE when its first plot arrives, so the plot's text stays readable.
 // * The patched-model node feeding Cache Stats' `model` input (TeaCache Patch, L2C Schedule
 //   Loader, found by following MODEL links upstream) gets a small badge:
 //   "computed C/N · S×" (evaluations computed of total, measured speed-up), stored in
@@ -21,6 +22,7 @@ const REPORT_PROP = "dit_cache_report";
 const BADGE_PROP = "dit_cache_badge";
 const WIDGET_NAME = "dit_cache_report";
 const MAX_HOPS = 32;
+const PLOT_MIN_SIZE = [560, 640]; // Cache Stats with its report and a readable plot
 
 function chain(proto, name, fn) {
   const orig = proto[name];
@@ -170,6 +172,11 @@ app.registerExtension({
     }
     if (name === STATS_TYPE) {
       chain(nodeType.prototype, "onExecuted", function (message) {
+        // the plot (nodes/plot.py) is drawn for about 540 px of width: a smaller node would shrink
+        // its text below reading size, so grow the node once (never shrink what the user set)
+        if (message?.images?.length && this.size && this.size[0] < PLOT_MIN_SIZE[0]) {
+          this.setSize?.([PLOT_MIN_SIZE[0], Math.max(this.size[1], PLOT_MIN_SIZE[1])]);
+        }
         const summary = first(message?.dit_cache);
         const up = findPatchNode(this);
         if (up) setBadge(up, badgeText(summary));

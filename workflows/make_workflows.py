@@ -451,6 +451,10 @@ def encode_kandinsky5(g, clip, text):
     return g.add("CLIPTextEncodeKandinsky5", clip=clip, clip_l=text, qwen25_7b=text).out(0)
 
 
+def encode_joyimage(g, clip, text):
+    return g.add("TextEncodeJoyImageEdit", clip=clip, prompt=text).out(0)
+
+
 def clip_loader(g, files, clip_type=None):
     """The stock text-encoder loader for one to four files (Triple/Quadruple take no type)."""
     kinds = {1: "CLIPLoader", 2: "DualCLIPLoader", 3: "TripleCLIPLoader", 4: "QuadrupleCLIPLoader"}
@@ -674,6 +678,26 @@ def ltx2_av(g):
     g.add("SaveVideo", video=vid.out(0), filename_prefix="dit-cache/ltx2")
 
 
+def minimax_h3(g):
+    """MiniMax-H3: one sampler over the joined video + audio latent; TeaCache decides for both at
+    once. Its template guides without CFG (BasicGuider): here KSampler at cfg 1."""
+    unet = g.add("UNETLoader", unet_name="minimax_h3_fl2va_pruned_int8_convrot.safetensors", weight_dtype="default")
+    clip = g.add("CLIPLoader", clip_name="qwen3vl_32b_minimax_h3_nvfp4_awq.safetensors", type="minimax")
+    vvae = g.add("VAELoader", vae_name="minimax_h3_video_vae_int8_convrot.safetensors")
+    avae = g.add("VAELoader", vae_name="minimax_h3_audio_vae_fp32.safetensors")
+    tc = teacache(g, unet)
+    av = g.add("MiniMaxH3ImageToVideo", clip=clip.out(0), vae=vvae.out(0), width=1344, height=768, length=124,
+               prompt="a street drummer plays on upturned buckets at dusk, the beat echoes off the walls")
+    neg = g.add("ConditioningZeroOut", conditioning=av.out(0))
+    ks = ksampler(g, tc, av.out(0), neg.out(0), av.out(1), steps=20, cfg=1.0, sampler="res_multistep")
+    stats = g.add("DitCache_CacheStats", model=tc.out(0), passthrough=ks.out(0))
+    frames = g.add("VAEDecode", samples=stats.out(0), vae=vvae.out(0))
+    g.add("SaveAnimatedWEBP", images=frames.out(0), filename_prefix="dit-cache/minimax_h3", fps=24.0, lossless=False,
+          quality=90, method="default")
+    sound = g.add("VAEDecodeAudio", samples=stats.out(0), vae=avae.out(0))
+    g.add("SaveAudio", audio=sound.out(0), filename_prefix="dit-cache/minimax_h3")
+
+
 def flux_digits_compare(g):
     """The pack's own Flux digits model (ComfyUI's Flux class trained on 8x8 digits; runs on a CPU,
     nothing to download): the same seed sampled without and with TeaCache, both decoded by Digit
@@ -846,6 +870,46 @@ TABLE: list[Workflow] = [
     row("ovis_image_teacache", t2i, "0.29.0", prefix="ovis_image", unet="ovis_image_bf16.safetensors",
         clip="ovis_2.5.safetensors", clip_type="ovis", vae="ae.safetensors",
         prompt='a minimalist concert poster with the title "NIGHT SIGNALS" in bold letters', steps=50, cfg=5.0),
+    # the 2026 families
+    row("ernie_image_teacache", t2i, "0.29.0", prefix="ernie_image", unet="ernie-image.safetensors",
+        clip="ministral-3-3b.safetensors", clip_type="flux2", vae="flux2-vae.safetensors",
+        prompt="a summer fashion infographic, three outfits on a pastel background, clean layout", neg="",
+        latent=node("EmptyFlux2LatentImage", width=1024, height=1024), steps=20, cfg=4.0),
+    row("lens_teacache", t2i, "0.29.0", prefix="lens", unet="lens_bf16.safetensors",
+        clip="gpt_oss_20b_nvfp4.safetensors", clip_type="lens", vae="flux2-vae.safetensors",
+        prompt="a cluster of wild cosmos flowers swaying in a summer breeze, soft backlight", neg="",
+        latent=node("EmptyLatentImage", width=1440, height=1440), steps=20, cfg=5.0),
+    row("krea2_teacache", t2i, "0.29.0", prefix="krea2", unet="krea2_turbo_fp8_scaled.safetensors",
+        clip="qwen3vl_4b_fp8_scaled.safetensors", clip_type="krea2", vae="qwen_image_vae.safetensors",
+        prompt="a surreal digital illustration of a lighthouse made of glass, dusk", neg=ZERO,
+        latent=node("EmptyLatentImage", width=1024, height=1024), steps=8, cfg=1.0),
+    # Ideogram 4's own template guides with a second, unconditional model (DualModelGuider); this
+    # graph samples the conditional model alone
+    row("ideogram4_teacache", t2i, "0.29.0", prefix="ideogram4", unet="ideogram4_fp8_scaled.safetensors",
+        clip="qwen3vl_8b_fp8_scaled.safetensors", clip_type="ideogram4", vae="flux2-vae.safetensors",
+        prompt='a streetwear poster with the words "TEA CACHE" in bold letters', neg=ZERO,
+        latent=node("EmptyFlux2LatentImage", width=1024, height=1024), steps=20, cfg=1.0),
+    row("boogu_teacache", t2i, "0.29.0", prefix="boogu", unet="boogu_image_turbo_fp8_scaled.safetensors",
+        clip="qwen3vl_8b_fp8_scaled.safetensors", clip_type="boogu", vae="ae.safetensors",
+        prompt="an abstract close-up portrait in bold brush strokes", neg=ZERO,
+        latent=node("EmptyLatentImage", width=1024, height=1024), steps=4, cfg=1.0, sampler="lcm"),
+    row("anima_teacache", t2i, "0.29.0", prefix="anima", unet="anima-base-v1.0.safetensors",
+        clip="qwen_3_06b_base.safetensors", clip_type="stable_diffusion", vae="qwen_image_vae.safetensors",
+        prompt="an anime portrait of a cyberpunk courier, monochrome, rain", neg="worst quality, low quality",
+        latent=node("EmptyLatentImage", width=1024, height=1024), steps=30, cfg=4.0),
+    row("joyimage_teacache", t2i, "0.29.0", prefix="joyimage", unet="joyai_image_edit_int8_convrot.safetensors",
+        clip="qwen3vl_8b_joyimage_edit_int8_convrot.safetensors", clip_type="joyimage", vae="wan_2.1_vae.safetensors",
+        encoder=encode_joyimage, prompt="a perfume bottle on a glacier, product photo", neg="", steps=40, cfg=4.0),
+    row("mage_flow_teacache", t2i, "0.29.0", prefix="mage_flow", unet="mage_flow_int8_convrot.safetensors",
+        clip="qwen3vl_4b_bf16.safetensors", clip_type="mage", vae="mage_flow_vae_bf16.safetensors",
+        prompt="an analog film photograph of a wide mountain landscape", neg="",
+        latent=node("EmptyFlux2LatentImage", width=1024, height=1024), steps=30, cfg=5.0),
+    row("minimax_h3_teacache", minimax_h3, "0.33.0"),
+    # a reference character moved by a pose video, through Animate 2's own pose branch
+    row("wan22_animate2_teacache", wan, "0.33.0", prefix="wan22_animate2", unet="wan_animate_2_int8_convrot.safetensors",
+        shift=5.0, conditioning=node("WanAnimate2ToVideo", **WAN_SIZE, length=81),
+        inputs=(start_image("reference_image"), video_frames("pose_video", "pose.mp4")), steps=20, cfg=5.0,
+        trim_reference=True),
 ]
 WORKFLOWS: dict[str, Workflow] = {
     w.file: w for w in TABLE

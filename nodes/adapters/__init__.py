@@ -29,6 +29,15 @@ _ADAPTERS = [
     ("qwen_image", "QwenImageAdapter"),
     ("hidream", "HiDreamAdapter"),
     ("cosmos", "CosmosPredict2Adapter"),
+    ("anima", "AnimaAdapter"),
+    ("mage_flow", "MageFlowAdapter"),
+    ("lens", "LensAdapter"),
+    ("joyimage", "JoyImageAdapter"),
+    ("krea2", "Krea2Adapter"),
+    ("ideogram4", "Ideogram4Adapter"),
+    ("ernie", "ErnieImageAdapter"),
+    ("boogu", "BooguAdapter"),
+    ("minimax", "MiniMaxH3Adapter"),
 ]
 
 
@@ -47,6 +56,12 @@ def adapter_classes() -> list[type[Adapter]]:
 
 def supported_names() -> list[str]:
     return [c.display for c in adapter_classes()]
+
+
+def model_tooltip() -> str:
+    """The ``model`` tooltip of the cache nodes: every family in the registry, so a family whose
+    adapter is added appears without editing a node."""
+    return "A diffusion transformer of a supported family: " + "; ".join(supported_names()) + "."
 
 
 def detect(model_patcher) -> Adapter:

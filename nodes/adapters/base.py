@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from ...cache_core.compile_region import compile_boundary, outside_compile
+from ...cache_core.graph_capture import refuse_capture
 from ..multigpu import check_runs_here, controller_of
 
 log = logging.getLogger("dit_cache")
@@ -76,6 +77,18 @@ def require(obj, *attrs: str, family: str) -> None:
     missing = [a for a in attrs if not hasattr(obj, a)]
     if missing:
         raise AdapterMismatchError(mismatch_message(family, f"{type(obj).__name__} has no {', '.join(missing)}"))
+
+
+def network_is(model_patcher, network: str) -> bool:
+    """Whether the loaded diffusion model is exactly ComfyUI's class ``network``
+    ("module:Class"); False where this ComfyUI has no such module (an older release)."""
+    import importlib
+    module, _, cls = network.partition(":")
+    try:
+        expected = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        return False
+    return type(model_patcher.model.diffusion_model) is expected
 
 
 def generated_image_tokens(inputs: dict, img: torch.Tensor) -> int:
@@ -212,7 +225,9 @@ def controller_for(holder, transformer_options):
 @compile_boundary
 def drive_block(controller, index: int, inputs: dict, run_fn: Callable[[dict], dict]) -> dict:
     """Runs one block through ``controller``: the decision and the cache bookkeeping outside any
-    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled."""
+    ``torch.compile`` region, ``run_fn`` (the block itself) inside it when the model is compiled.
+    Never inside a CUDA graph capture: that stops the run (``cache_core/graph_capture.py``)."""
+    refuse_capture(getattr(controller, "recorder", None))
     enter = getattr(controller, "enter_block", None)
     if enter is None:  # the calibration and learning controllers: block() with their own logic
         return outside_compile(controller.block)(index, inputs, run_fn)
@@ -336,6 +351,39 @@ class ForwardPatchAdapter(Adapter):
             key = f"diffusion_model.{path}.forward"
             prev = model_patcher.object_patches.get(key)
             model_patcher.add_object_patch(key, BlockForwardPatch(i, holder, module, self.io_for(i), prev))
+
+
+class StackForwardAdapter(ForwardPatchAdapter):
+    """A network with one list of blocks that one hidden state flows through, whose loop has no
+    block replacement: each block's ``forward`` is object-patched. Subclasses name the exact
+    network class, the block list, the hidden-state parameter and :meth:`indicator`."""
+    network = ""              # "module:Class" of the diffusion model, matched exactly
+    blocks_attr = "layers"
+    default_profile = "raw"   # none published: the unscaled change, a cautious threshold; calibrate
+    recommended_threshold = 0.15
+
+    @classmethod
+    def matches(cls, model_patcher) -> bool:
+        return network_is(model_patcher, cls.network)
+
+    def variant(self) -> str:
+        return self.name
+
+    def block_modules(self):
+        require(self.dm, self.blocks_attr, family=self.name)
+        return [(f"{self.blocks_attr}.{i}", m) for i, m in enumerate(getattr(self.dm, self.blocks_attr))]
+
+    def indicator(self, first: torch.nn.Module, inputs: dict) -> torch.Tensor:
+        """The first block's modulated input, from its bound ``forward`` arguments."""
+        raise NotImplementedError
+
+    first_requires: tuple = ()  # attributes of the first block that :meth:`indicator` reads
+
+    def hooks(self):
+        blocks = getattr(self.dm, self.blocks_attr)
+        first = blocks[0]
+        require(first, *self.first_requires, family=self.name)
+        return SimpleHooks(len(blocks), self.forward_io.hidden[0], lambda inputs: self.indicator(first, inputs))
 
 
 class SimpleHooks:

@@ -28,12 +28,12 @@ class CosmosPredict2Adapter(ForwardPatchAdapter):
         return {"CosmosT2IPredict2": "t2i", "CosmosI2VPredict2": "video2world"}.get(n, n)
 
     def block_modules(self):
-        require(self.dm, "blocks", family=FAMILY)
+        require(self.dm, "blocks", family=self.name)
         return [(f"blocks.{i}", m) for i, m in enumerate(self.dm.blocks)]
 
     def hooks(self):
         first = self.dm.blocks[0]
-        require(first, "adaln_modulation_self_attn", "layer_norm_self_attn", "use_adaln_lora", family=FAMILY)
+        require(first, "adaln_modulation_self_attn", "layer_norm_self_attn", "use_adaln_lora", family=self.name)
 
         def indicator(inputs):
             # the block's self-attention input: norm(x)·(1+scale)+shift, per frame (emb is B,T,D;

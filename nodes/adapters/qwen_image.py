@@ -9,22 +9,30 @@ row over a timestep-0 one (2B rows for B images), and the block gets the index w
 reference tokens start as ``timestep_zero_index``, which ComfyUI keeps out of the patch args."""
 from __future__ import annotations
 
-from .base import ReplaceAdapter, generated_image_tokens, require
+from .base import ReplaceAdapter, generated_image_tokens, network_is, require
 
 FAMILY = "qwen_image"
 
 
 class QwenImageHooks:
-    def __init__(self, dm):
+    """Dual-stream blocks that take and return img/txt, with the image tokens (and any
+    reference-latent tokens after them) as the cached stack. Also serves the networks built on
+    Qwen-Image's block (Mage-Flow) or a copy of it (Lens)."""
+
+    def __init__(self, dm, family: str = FAMILY, blocks: str = "transformer_blocks"):
         self.dm = dm
-        self.n_blocks = len(dm.transformer_blocks)
-        require(dm.transformer_blocks[0], "img_mod", "img_norm1", "_modulate", family=FAMILY)
+        self.blocks = getattr(dm, blocks)
+        self.n_blocks = len(self.blocks)
+        self.check(family)
+
+    def check(self, family: str) -> None:
+        require(self.blocks[0], "img_mod", "img_norm1", "_modulate", family=family)
 
     def indicator(self, inputs):
         # the block's img_modulated: img_norm1(img)·(1+scale)+shift from the first third of img_mod.
         # Timestep-0 reference tokens (2511) are constant from step to step: measure the generated
         # tokens with the sampling-timestep rows, as the block modulates them
-        b = self.dm.transformer_blocks[0]
+        b = self.blocks[0]
         img, vec = inputs["img"], inputs["vec"]
         if vec.shape[0] != img.shape[0]:
             vec = vec[:img.shape[0]]
@@ -72,3 +80,29 @@ class QwenImageAdapter(ReplaceAdapter):
 
     def hooks(self):
         return QwenImageHooks(self.dm)
+
+
+class DualStreamAdapter(ReplaceAdapter):
+    """A network whose loop offers every block to ``patches_replace["dit"][("double_block", i)]``
+    with img/txt/vec/pe and whose blocks return both streams: Qwen-Image's layout. Subclasses name
+    the exact network class, the block list and, where the block's modulation differs, the hooks."""
+    network = ""                 # "module:Class" of the diffusion model, matched exactly
+    blocks_attr = "transformer_blocks"
+    hooks_class = QwenImageHooks
+    default_profile = "raw"      # none published: the unscaled change, a cautious threshold; calibrate
+    recommended_threshold = 0.15
+    tested_releases = ("0.29.0", "0.33.0")
+
+    @classmethod
+    def matches(cls, model_patcher) -> bool:
+        return network_is(model_patcher, cls.network)
+
+    def variant(self) -> str:
+        return self.name
+
+    def block_keys(self):
+        require(self.dm, self.blocks_attr, family=self.name)
+        return [("double_block", i) for i in range(len(getattr(self.dm, self.blocks_attr)))]
+
+    def hooks(self):
+        return self.hooks_class(self.dm, self.name, self.blocks_attr)

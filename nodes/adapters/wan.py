@@ -9,7 +9,10 @@ The variants' extra inputs reach the model untouched, because only the blocks ar
 ComfyUI's own forward still runs: reference and motion tokens are part of the stack input (their
 residual is cached with the rest); HuMo's audio enters each block through the block's own call;
 S2V's audio injector and Animate's face adapter add into x *between* blocks, inside the stack on
-computed steps (so in the cached residual) and after the last block on every step.
+computed steps (so in the cached residual) and after the last block on every step. Animate 2
+(ComfyUI 0.30 and later) runs a pose branch beside the blocks that hands each block the pose keys
+and values; it does not depend on the generated tokens, so ComfyUI runs it (or reads it from its
+WanAnimate2Cache) on reused steps too, and the reused residual stays the pose-conditioned one.
 
 One family id, "wan": a Wan 2.2 14B expert loads as WAN21_T2V/WAN21_I2V and cannot be told apart
 from Wan 2.1, so schedules and profiles could not be kept apart by version anyway.
@@ -65,12 +68,14 @@ class _VaceHintSkip(ModuleBoundPatch):
 
 # Variants with their own network class, no published coefficients and extra inputs: model class
 # name in comfy.ldm.wan -> variant name
-_OWN_INPUTS = {"WanModel_S2V": "s2v", "HumoWanModel": "humo", "AnimateWanModel": "animate"}
+_OWN_INPUTS = {"WanModel_S2V": "s2v", "HumoWanModel": "humo", "AnimateWanModel": "animate",
+               "WanAnimate2Model": "animate2"}
 
 
 class WanAdapter(ReplaceAdapter):
     name = "wan"
-    display = "Wan 2.1 / 2.2 (t2v, i2v, Fun-control, VACE, camera, TI2V 5B, 14B experts, S2V, HuMo, Animate)"
+    display = ("Wan 2.1 / 2.2 (t2v, i2v, Fun-control, VACE, camera, TI2V 5B, 14B experts, S2V, HuMo, Animate, "
+               "Animate 2)")
     default_profile = "wan2.1_t2v_1.3B_ret"
     recommended_threshold = 0.08
 
@@ -83,8 +88,13 @@ class WanAdapter(ReplaceAdapter):
     def _classes(cls):
         import comfy.ldm.wan.model as wan
         from comfy.ldm.wan.model_animate import AnimateWanModel
-        return (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel, wan.WanModel_S2V, wan.HumoWanModel,
-                AnimateWanModel)
+        classes = (wan.WanModel, wan.VaceWanModel, wan.CameraWanModel, wan.WanModel_S2V, wan.HumoWanModel,
+                   AnimateWanModel)
+        try:  # Animate 2 (ComfyUI 0.30 and later)
+            from comfy.ldm.wan.model_animate2 import WanAnimate2Model
+        except ImportError:
+            return classes
+        return classes + (WanAnimate2Model,)
 
     @classmethod
     def matches(cls, model_patcher) -> bool:

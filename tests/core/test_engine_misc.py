@@ -42,15 +42,6 @@ def test_recorder_summary_and_json():
     assert "evaluations computed 2/3" in r.table()
 
 
-def test_no_reuse_explains_why():
-    r = RunRecorder(n_steps=4)
-    r.start(4)
-    for i in range(4):
-        r.add(i, 1.0, "cond", True, "first" if i == 0 else "threshold", 0.5, 0.0, 2, 0, 0.01, 0)
-    s = r.summary()
-    assert any("only 4 steps" in n for n in s["notes"])
-
-
 def test_cache_core_never_imports_comfyui():
     code = ("import sys, importlib, pkgutil, cache_core\n"
             "for m in pkgutil.walk_packages(cache_core.__path__, 'cache_core.'):\n"

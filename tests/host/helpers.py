@@ -34,8 +34,8 @@ def _probe(block: torch.nn.Module) -> torch.nn.Module:
     that the TeaCache indicator also calls."""
     leaves = [(n, m) for n, m in block.named_modules()
               if not list(m.children()) and any(True for _ in m.parameters(recurse=False))]
-    # SD3 and Lumina 2 register their adaLN modulation last: skip modulation layers
-    plain = [m for n, m in leaves if "modulation" not in n.lower() and not any(
+    # SD3, Lumina 2 and MiniMax-H3 register their adaLN modulation last: skip modulation layers
+    plain = [m for n, m in leaves if "modulation" not in n.lower() and "adaln" not in n.lower() and not any(
         p.endswith("_mod") for p in n.split("."))]
     leaves = plain or [m for _, m in leaves]
     if not leaves:

@@ -1,4 +1,4 @@
-"""The Wan 2.2 variants' own inputs reach the model through TeaCache, never swallowed (another
+"""The Wan 2.2 variants' own inputs (and Animate 2's) reach the model through TeaCache, never swallowed (another
 pack's TeaCache silently dropped VACE's control video by running its own copy of the forward).
 
 For every input a variant's conditioning node sets, on tiny real models: the input changes the
@@ -29,6 +29,8 @@ CASES = [(fid, key) for fid, key in (
     ("wan22:animate", "pose_video_latent"),
     ("wan22:animate", "concat_latent_image"),       # reference image
     ("wan22:animate", "clip_vision_output"),
+    ("wan22:animate2", "pose_video_latent"),        # the pose branch, beside the hooked blocks
+    ("wan22:animate2", "concat_latent_image"),
 ) if fid in tm.family_ids()]
 
 
@@ -36,7 +38,8 @@ def _with_other(tiny, key):
     """The conditioning with ``key`` replaced by another draw of the same input."""
     out = []
     for positive, cond in ((True, tiny.positive()), (False, tiny.negative())):
-        other = tm.wan_variant_inputs(tiny, tiny.variant, positive, 1, 16, 16, tiny.default_frames, salt="other")
+        other = tm.wan_variant_inputs(tiny, tiny.variant, positive, 1, 16, 16, tiny.default_frames, salt="other",
+                                      pose=True)
         out.append([[cond[0][0], dict(cond[0][1], **{key: other[key]})]])
     return out
 

@@ -122,14 +122,26 @@ def test_multi_evaluation_sampler_then_another_size(tiny_models, fam):
     assert torch.equal(other, tm.sample(tiny, steps=STEPS, model=patched()[1], h=24, w=16))
 
 
+# family id -> (module, call in its source, the op the error names): models this ComfyUI runs
+# through a comfy_kitchen op that has no backward, whatever ``in_training`` says
+_NO_BACKWARD = {
+    "cosmos_predict2": ("comfy.ldm.cosmos.predict2", "ck.rms_rope_split_half(", "comfy_kitchen.rms_rope_split_half"),
+    "anima": ("comfy.ldm.cosmos.predict2", "ck.rms_rope_split_half(", "comfy_kitchen.rms_rope_split_half"),
+    "joyimage": ("comfy.ldm.joyimage.model", "comfy_kitchen.rms_rope(", "comfy_kitchen.rms_rope"),
+    "ernie_image": ("comfy.ldm.ernie.model", "ck.apply_rope_split_half(", "comfy_kitchen.apply_rope_split_half"),
+    "minimax_h3": ("comfy.ldm.minimax.model", "ck.rms_rope_split_half(", "comfy_kitchen.rms_rope_split_half"),
+}
+
+
 def _runs_without_backward(fam):
-    """The op this ComfyUI runs the family through that has no backward, whatever
-    ``in_training`` says (0.29.0's Cosmos-Predict2 attention), or None."""
+    """The op this ComfyUI runs the family through that has no backward (0.29.0's Cosmos-Predict2
+    attention, JoyImage's, Ernie-Image's, MiniMax-H3's), or None."""
+    import importlib
     import inspect
-    if fam != "cosmos_predict2":
+    if fam not in _NO_BACKWARD:
         return None
-    import comfy.ldm.cosmos.predict2 as predict2
-    return "comfy_kitchen.rms_rope_split_half" if "ck.rms_rope_split_half(" in inspect.getsource(predict2) else None
+    module, call, op = _NO_BACKWARD[fam]
+    return op if call in inspect.getsource(importlib.import_module(module)) else None
 
 
 @pytest.mark.parametrize("fam", FAMILIES)
@@ -195,6 +207,16 @@ AUTO = {
     "wan21:humo": ("wan", "raw", 0.05),
     "wan22:s2v": ("wan", "raw", 0.05),
     "wan22:animate": ("wan", "raw", 0.05),
+    "wan22:animate2": ("wan", "raw", 0.05),
+    "mage_flow": ("mage_flow", "raw", 0.15),
+    "lens": ("lens", "raw", 0.15),
+    "joyimage": ("joyimage", "raw", 0.15),
+    "krea2": ("krea2", "raw", 0.15),
+    "ideogram4": ("ideogram4", "raw", 0.15),
+    "ernie_image": ("ernie_image", "raw", 0.15),
+    "boogu": ("boogu", "raw", 0.15),
+    "anima": ("anima", "raw", 0.15),
+    "minimax_h3": ("minimax_h3", "raw", 0.1),
 }
 
 

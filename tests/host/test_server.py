@@ -26,11 +26,13 @@ from pathlib import Path
 import pytest
 
 import comfy_env
+from pack import sub
 from devtools.comfy_host import free_port as _free_port, http_get as _get, http_post as _post
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_STARTUP_S", "90"))
-RUN_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_RUN_S", "90"))
+# hang guards: the waits poll for the state (the server answers, the prompt finished)
+STARTUP_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_STARTUP_S", "300"))
+RUN_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_RUN_S", "300"))
 OUR_NODES = {
     "DitCache_TeaCachePatch": ("TeaCache Patch", ["model", "rel_l1_thresh", "start_percent", "end_percent",
                                                   "coefficients", "cache_device", "max_consecutive_skips",
@@ -157,6 +159,26 @@ def test_object_info_lists_our_nodes(server):
     assert MODEL_FILE in info["UNETLoader"]["input"]["required"]["unet_name"][0]
 
 
+def test_l2c_loader_without_schedules_says_what_to_do(server):
+    """models/l2c_schedules/ is empty here: the schedule list holds one entry saying what to do (an
+    empty list showed "schedule: undefined" in the page), and running it fails with how to make or
+    where to put a schedule."""
+    l2c_node = sub("nodes.l2c_node")
+    info = _get(server["url"] + "/object_info/DitCache_L2CScheduleLoader")["DitCache_L2CScheduleLoader"]
+    typ, opts = info["input"]["required"]["schedule"][:2]
+    assert (opts.get("options") if typ == "COMBO" else typ) == [l2c_node.NO_SCHEDULE]
+    prompt = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": MODEL_FILE, "weight_dtype": "default"}},
+              "2": {"class_type": "DitCache_L2CScheduleLoader",
+                    "inputs": {"model": ["1", 0], "schedule": l2c_node.NO_SCHEDULE, "threshold": 0.1}},
+              "3": {"class_type": "DitCache_CacheStats", "inputs": {"model": ["2", 0], "passthrough": ["2", 1]}}}
+    entry = _run_prompt(server, prompt, expect="error")
+    error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+    assert error["node_type"] == "DitCache_L2CScheduleLoader", error
+    text = error["exception_message"]
+    assert "No L2C schedule to load" in text and "L2C Learn Schedule" in text, text
+    assert str(server["base"] / "models" / "l2c_schedules") in text, text
+
+
 def _prompt(ctx, pooled):
     return {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": MODEL_FILE, "weight_dtype": "default"}},
@@ -176,8 +198,8 @@ def _prompt(ctx, pooled):
     }
 
 
-def _run_prompt(server, prompt) -> dict:
-    """Queues ``prompt`` and returns its /history entry once it finished successfully."""
+def _run_prompt(server, prompt, expect="success") -> dict:
+    """Queues ``prompt`` and returns its /history entry once it finished with status ``expect``."""
     url = server["url"]
     status, resp = _post(url + "/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
     assert status == 200, f"/prompt refused the graph: {json.dumps(resp)[:3000]}"
@@ -195,7 +217,7 @@ def _run_prompt(server, prompt) -> dict:
         time.sleep(0.5)
     assert entry is not None, f"prompt did not finish within {RUN_TIMEOUT:.0f}s:\n{server['log']()}"
     st = entry["status"]
-    assert st["status_str"] == "success", f"{json.dumps(st['messages'])[:4000]}\n{server['log']()}"
+    assert st["status_str"] == expect, f"{json.dumps(st['messages'])[:4000]}\n{server['log']()}"
     return entry
 
 
@@ -226,7 +248,10 @@ def test_compare_prompt_runs_and_reports(server):
     run_id = entry["outputs"]["6"]["dit_cache"][0]["run_id"]
     out = entry["outputs"]["7"]
     report = out["text"][0]
-    assert report.startswith("Cache Compare: cached against reference, 1 latent") and "PSNR" in report, report
+    # the verdict first (no VAE here: latent space), then the comparison (as test_browser.py reads it)
+    verdict, second = report.splitlines()[:2]
+    assert verdict.startswith(("No difference", "Latent difference, visibility not judged")), report
+    assert second.startswith("Cache Compare: cached against reference, 1 latent") and "PSNR" in report, report
     assert f"cached run: {run_id} (computed" in report, report
     summary = out["dit_cache_compare"][0]
     assert summary["run_id"] == run_id and summary["space"] == "latent"

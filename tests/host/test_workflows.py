@@ -83,7 +83,8 @@ def test_there_are_workflows():
                 "sd35", "lumina2", "qwen_image", "hidream", "cosmos_predict2", "l2c", "hunyuan_video15",
                 "hunyuan_image21", "ltx2_av", "kandinsky5_video", "kandinsky5_image", "wan22_s2v", "wan21_humo",
                 "wan22_animate", "wan21_fun_control", "flux2_dev", "flux2_klein_edit", "z_image", "qwen_image_edit",
-                "chroma_radiance", "longcat_image", "ovis_image", "flux_digits"):
+                "chroma_radiance", "longcat_image", "ovis_image", "flux_digits", "ernie_image", "lens", "krea2",
+                "ideogram4", "boogu", "anima", "joyimage", "mage_flow", "minimax_h3", "wan22_animate2"):
         assert any(fam in n for n in names), f"no workflow for {fam}"
 
 

@@ -123,6 +123,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -161,6 +162,12 @@ class _Spec:
     # submodules ComfyUI builds at a fixed full size whatever the config (HuMo's audio projection,
     # Animate's face motion encoder): not counted against the tiny size
     fixed_size: Tuple[str, ...] = ()
+    # full-size submodules the tiny conds never run (Anima's LLM adapter: the tiny prompt is its
+    # output already): zero weights, cheap to build, and not counted against the tiny size
+    idle: Tuple[str, ...] = ()
+    # the config class fixes full-size widths in ``unet_extra_config`` (Ideogram 4): the tiny
+    # config's values replace them
+    over_extra: bool = False
 
 
 _FLUX_BASE = dict(
@@ -337,6 +344,60 @@ SPECS.update({
     ), False, blocks=_DOUBLE_SINGLE, requires="comfy.ldm.flux.model:FluxParams.yak_mlp"),
 })
 
+# The 2026 image families (ComfyUI 0.29.0 and later; the same model code in 0.33.0). Detection
+# fixes full-size widths for Ernie-Image, Boogu, Ideogram 4 (and Mage-Flow at full width only),
+# so those are given whole; Lens, JoyImage and Krea 2 load through detection.
+SPECS.update({
+    ("mage_flow", None): _Spec("MageFlow", dict(_QWEN_BASE, image_model="mage_flow", in_channels=128,
+                                                out_channels=128), False, blocks=("transformer_blocks",),
+                               requires="MageFlow", detected_as="QwenImage"),
+    # 2 text-encoder layers of 32 features; detection reads one head per 64 features
+    ("lens", None): _Spec("Lens", dict(
+        image_model="lens", in_channels=128, out_channels=32, num_layers=2, num_attention_heads=1, enc_hidden_dim=32,
+        multi_layer_encoder_feature=True, selected_layer_index=(0, 1),
+    ), True, blocks=("transformer_blocks",), requires="Lens"),
+    # the fixed rope_dim_list (16, 56, 56) makes heads 128 wide; latents are 5-D (one frame)
+    ("joyimage", None): _Spec("JoyImage", dict(
+        image_model="joyimage", in_channels=16, hidden_size=128, patch_size=[1, 2, 2], num_layers=2,
+        num_attention_heads=1, text_dim=4096,
+    ), True, video=True, ctx_dim=4096, blocks=("double_blocks",), requires="JoyImage"),
+    # detection reads 128-wide heads; the text fusion keeps its 20 heads (not detected)
+    ("krea2", None): _Spec("Krea2", dict(
+        image_model="krea2", features=128, channels=16, patch=2, layers=2, heads=1, kvheads=1, txtlayers=2, txtdim=40,
+    ), True, ctx_dim=80, blocks=("blocks",), requires="Krea2"),
+    ("ideogram4", None): _Spec("Ideogram4", dict(
+        image_model="ideogram4", in_channels=128, num_layers=2, num_attention_heads=2, attention_head_dim=32,
+        intermediate_size=128, adaln_dim=32, llm_features_dim=64,
+    ), False, blocks=("layers",), requires="Ideogram4", over_extra=True),
+    ("ernie_image", None): _Spec("ErnieImage", dict(
+        image_model="ernie", hidden_size=64, num_attention_heads=2, num_layers=2, ffn_hidden_size=128, in_channels=128,
+        out_channels=128, text_in_dim=32, rope_axes_dim=(8, 12, 12),
+    ), False, ctx_dim=32, blocks=("layers",), requires="ErnieImage"),
+    ("boogu", None): _Spec("Boogu", dict(
+        image_model="boogu", hidden_size=64, num_layers=2, num_double_stream_layers=2, num_refiner_layers=1,
+        num_attention_heads=2, num_kv_heads=1, multiple_of=16, axes_dim_rope=(8, 12, 12), axes_lens=(300, 512, 512),
+        instruction_feat_dim=64,
+    ), False, blocks=("double_stream_layers", "single_stream_layers"), requires="Boogu"),
+    ("anima", None): _Spec("Anima", dict(SPECS[("cosmos_predict2", None)].unet_config, image_model="anima"), False,
+                           video=True, blocks=("blocks",), requires="Anima", idle=("llm_adapter",)),
+})
+
+# New in ComfyUI 0.30-0.33
+SPECS.update({
+    # MiniMax-H3: packed rows of batch size 1; latents NestedTensor(video 24 ch, audio 32x2 per
+    # frame), made from a 32-channel empty latent by the latent format. Heads of 32 features, of
+    # which 24 are rotated (3 axes x 4 frequencies x 2)
+    ("minimax_h3", None): _Spec("MiniMaxH3", dict(
+        image_model="minimax_h3", num_layers=2, token_refiner_num_layers=1, hidden_size=64, latents_dim=24,
+        audio_latents_dim=32, attention_head_dim=32, num_attention_heads=2, ffn_hidden_size=128, text_dim=64,
+        timestep_input_dim=32, time_embed_hidden_size=64, time_embed_dim=32, rope_inv_freq_len=4,
+    ), True, video=True, default_frames=2, blocks=("blocks",), requires="MiniMaxH3"),
+    # Animate 2: an i2v-shaped checkpoint (detection sees WAN21_I2V) with a pose branch
+    ("wan22", "animate2"): _Spec("WAN_Animate2", dict(_WAN_BASE, model_type="animate2", in_dim=36), False,
+                                 video=True, default_frames=3, ctx_dim=4096, blocks=("blocks",),
+                                 requires="WAN_Animate2", detected_as="WAN21_I2V"),
+})
+
 DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev"}
 
 
@@ -472,8 +533,8 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
     else:
         names = ()
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
-                     ("joint_blocks",), ("transformer_blocks",), ("visual_transformer_blocks",), ("layers",),
-                     ("blocks",)):
+                     ("double_stream_layers", "single_stream_layers"), ("joint_blocks",), ("transformer_blocks",),
+                     ("visual_transformer_blocks",), ("layers",), ("blocks",), ("double_blocks",)):
             if all(hasattr(diffusion_model, n) for n in cand):
                 names = cand
                 break
@@ -599,12 +660,18 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
         model_config = getattr(c.comfy_supported_models, spec.config_class)(unet_config)
     else:
         model_config = _match_config(c, unet_config, spec.config_class, match_as=spec.match_as)
+    if spec.over_extra:
+        model_config.unet_config.update(unet_config)
     manual_cast = mm.unet_manual_cast(dtype, load_device, model_config.supported_inference_dtypes)
     model_config.set_inference_dtype(dtype, manual_cast)
     model = model_config.get_model({}, "")
     dm = model.diffusion_model
     params = {k for k, _ in dm.named_parameters()}
-    sd = random_state_dict(dm.state_dict(), params, _seed_for(family, variant, seed))
+    template = dm.state_dict()
+    idle = {k for k in template if k.split(".")[0] in spec.idle}
+    sd = random_state_dict({k: v for k, v in template.items() if k not in idle}, params,
+                           _seed_for(family, variant, seed))
+    sd.update({k: torch.zeros((), dtype=template[k].dtype).expand(template[k].shape) for k in idle})
 
     if spec.detect:
         del model
@@ -627,13 +694,17 @@ def _load_one(c, spec: _Spec, family, variant, dtype, seed):
     return patcher, sd, loaded_via
 
 
-def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> TinyModel:
-    """Build a tiny random-weight model of ``family`` (see ``FAMILIES``)."""
+def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch.float32, seed: int = 0,
+          unet_overrides: Optional[Dict[str, Any]] = None) -> TinyModel:
+    """Build a tiny random-weight model of ``family`` (see ``FAMILIES``); ``unet_overrides``
+    changes its unet config (e.g. more attention heads for sequence-parallel tests)."""
     c = import_comfy()
     family, variant = _resolve(family, variant)
     if (family, variant) in UNAVAILABLE:
         raise RuntimeError(UNAVAILABLE[(family, variant)])
     spec = SPECS[(family, variant)]
+    if unet_overrides:
+        spec = dataclasses.replace(spec, unet_config=dict(spec.unet_config, **unet_overrides))
     if not _release_has(spec.requires):
         raise RuntimeError(f"this ComfyUI ({c.version}) has no comfy.supported_models.{spec.requires}")
     with torch.random.fork_rng(devices=[]):
@@ -745,7 +816,7 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
             # (WanImageToVideo reshapes the pixel-frame mask to 4 channels per latent frame)
             g2 = torch.Generator().manual_seed(_seed_for(fam, var, tiny.seed, "concat"))
             extra.update(_start_image_inputs(g2, batch, 16, 4, frames, h, w, "penultimate_hidden_states", 257, 1280))
-        if var in ("fun_control", "s2v", "humo", "animate"):
+        if var in ("fun_control", "s2v", "humo", "animate", "animate2"):
             extra.update(wan_variant_inputs(tiny, var, positive, batch, h, w, frames))
         if var == "vace":
             # WanVaceToVideo: control video latent (inactive+reactive, 32 ch) and 64-ch mask
@@ -797,15 +868,17 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         ctx = rn(batch, L, uc["caption_channels"][0])
     elif fam == "cosmos_predict2":
         pass
+    elif fam == "boogu":
+        extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)  # OmniGen2's num_tokens
     return [[ctx, extra]]
 
 
 def wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h: int, w: int, frames: int,
-                        face: bool = False, salt: str = "inputs") -> Dict[str, Any]:
+                        face: bool = False, salt: str = "inputs", pose: bool = False) -> Dict[str, Any]:
     """The extra inputs the Wan 2.2 variants' conditioning nodes set (comfy_extras/nodes_wan.py),
     random where they carry an encoded image, video or sound (``salt`` draws another set). ``face``:
     Animate's face video (512x512 frames through a full-size motion encoder: seconds per evaluation
-    on a CPU)."""
+    on a CPU); ``pose``: Animate 2's pose video."""
     g = torch.Generator().manual_seed(_seed_for(tiny.family, var, tiny.seed, salt))
     rn = lambda *shape: torch.randn(shape, generator=g)  # noqa: E731
     if var == "fun_control":
@@ -834,6 +907,20 @@ def wan_variant_inputs(tiny: TinyModel, var: str, positive: bool, batch: int, h:
         if face:
             fv = torch.rand([batch, 3, 1, 512, 512], generator=g) * 2 - 1
             out["face_video_pixels"] = fv if positive else fv * 0.0 - 1.0
+        return out
+    if var == "animate2":
+        # WanAnimate2ToVideo: reference image latent then the grey video's, known-mask on the
+        # reference slot, CLIP vision of the reference; the pose video (one latent frame fewer, on
+        # both) only on request (``pose``): its branch runs the blocks' layers beside the counted
+        # generation runs, as the node's pose window leaves it out of the steps outside it
+        img = rn(batch, 16, frames, h, w)
+        mask = torch.ones([1, 1, frames, h, w])
+        mask[:, :, :1] = 0.0
+        cvo = import_comfy().comfy_clip_vision.Output()
+        cvo.penultimate_hidden_states = rn(batch, 257, 1280)
+        out = {"concat_latent_image": img, "concat_mask": mask, "clip_vision_output": cvo}
+        if pose:
+            out["pose_video_latent"] = rn(batch, 16, frames - 1, h, w)
         return out
     raise KeyError(var)
 
