@@ -196,6 +196,19 @@ class CacheController:
                               ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind,
                               rescaled=d.rescaled if d is not None else None, device=self.device)
 
+    def replay(self, forward: Callable[[], torch.Tensor]) -> tuple:
+        """Runs ``forward`` (the evaluation that just computed and stored its residual, on the same
+        input) again with every block reused from that residual; nothing is recorded and no state
+        changes. Returns (its output, whether it reused): what a reuse of an unchanged input gives,
+        which the generic route checks at its first run (``nodes/adapters/generic.py``)."""
+        ctx = self.ctx
+        self.ctx = ForwardContext(info=ctx.info, streams=ctx.streams, kind="replay")
+        try:
+            out = forward()
+            return out, self.ctx.skip
+        finally:
+            self.ctx = ctx
+
     # -- the block hook ----------------------------------------------------------------------
     def block(self, index: int, inputs: Tensors, run: Callable[[Tensors], Tensors]) -> Tensors:
         """Block ``index`` of the current forward: :meth:`enter_block`, ``run`` when it says so,
@@ -254,6 +267,10 @@ class CacheController:
 
     def _at_first_block(self, ctx: ForwardContext, inputs: Tensors) -> None:
         if self.teacache is None:
+            return
+        if ctx.kind == "replay":  # see replay(): restore from the residual just stored, decide nothing
+            ctx.final = self._restore(ctx, ctx.streams, self.hooks.stack_input(inputs))
+            ctx.skip = ctx.final is not None
             return
         cfg = self.teacache
         hooks = self.hooks

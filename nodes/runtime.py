@@ -236,7 +236,12 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
     try:
         ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached, agree=ballot)
         try:
-            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            check = getattr(holder.adapter, "check_first_run", None)  # the generic route's
+            if check is not None:
+                check(run, ctl, x, out, lambda: executor(x, t, c_concat, c_crossattn, control, transformer_options,
+                                                         **kwargs))
+            return out
         finally:
             ctl.end()
     finally:

@@ -61,7 +61,8 @@ def supported_names() -> list[str]:
 def model_tooltip() -> str:
     """The ``model`` tooltip of the cache nodes: every family in the registry, so a family whose
     adapter is added appears without editing a node."""
-    return "A diffusion transformer of a supported family: " + "; ".join(supported_names()) + "."
+    return ("A diffusion transformer of a supported family: " + "; ".join(supported_names()) + ". Any other DiT "
+            "gets the generic route (its main block stack, raw coefficients: calibrate for it).")
 
 
 def detect(model_patcher) -> Adapter:
@@ -74,9 +75,12 @@ def detect(model_patcher) -> Adapter:
             ok = False
         if ok:
             return cls(model_patcher)
-    raise UnsupportedModelError(
-        f"dit-cache does not support this model: {model_name(model_patcher)}. Supported families: "
-        + "; ".join(supported_names()) + ". Connect one of those models, or remove the cache node.")
+    if dm is None:
+        raise UnsupportedModelError(
+            f"dit-cache does not support this model: {model_name(model_patcher)}. Supported families: "
+            + "; ".join(supported_names()) + ". Connect one of those models, or remove the cache node.")
+    from .generic import GenericAdapter
+    return GenericAdapter.for_model(model_patcher)  # any other DiT, or an error saying why not
 
 
 def model_name(model_patcher) -> str:

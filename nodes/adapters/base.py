@@ -329,6 +329,9 @@ class BlockForwardPatch(ModuleBoundPatch):
         check_runs_here(self.module)
         arguments = dict(self.signature.bind(self.module, *args, **kwargs).arguments)
         arguments.pop("self", None)
+        for p in self.signature.parameters.values():  # a forward's **kwargs go back as keywords
+            if p.kind == p.VAR_KEYWORD:
+                arguments.update(arguments.pop(p.name, {}))
         return controller, arguments
 
 

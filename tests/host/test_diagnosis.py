@@ -12,11 +12,14 @@ from helpers import teacache
 from pack import sub
 
 
-def _aura_flow(comfy):
-    """A tiny real AuraFlow (a DiT ComfyUI runs and dit-cache does not support), on both releases."""
-    cfg = comfy.comfy_model_detection.model_config_from_unet_config(dict(
-        cond_seq_dim=2048, dim=64, n_layers=2, n_double_layers=1, n_heads=2, global_conddim=64, max_seq=64))
-    assert type(cfg).__name__ == "AuraFlow"
+def _unet(comfy):
+    """A tiny real SD 1.5 UNet: a model ComfyUI runs that neither a family adapter nor the generic
+    route takes (its block lists change width block to block), on every release."""
+    cfg = comfy.comfy_supported_models.SD15(dict(
+        context_dim=32, model_channels=32, use_linear_in_transformer=False, adm_in_channels=None,
+        use_temporal_attention=False, image_size=32, in_channels=4, out_channels=4, num_res_blocks=[1, 1],
+        channel_mult=[1, 2], transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1],
+        transformer_depth_middle=1, use_spatial_transformer=True, legacy=False, use_checkpoint=False))
     cfg.set_inference_dtype(torch.float32, None)
     model = cfg.get_model({}, "")
     return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
@@ -25,14 +28,17 @@ def _aura_flow(comfy):
 def test_unsupported_model_names_itself_and_the_supported_families(comfy):
     adapters = sub("nodes.adapters")
     with pytest.raises(adapters.UnsupportedModelError) as e:
-        teacache(_aura_flow(comfy), 0.4)
+        teacache(_unet(comfy), 0.4)
     msg = str(e.value)
-    assert "does not support this model: AuraFlow (comfy.ldm.aura.mmdit.MMDiT)" in msg
+    assert "does not support this model: SD15 (comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel)" in msg
     assert "Supported families: " in msg
     for name in adapters.supported_names():
         assert name in msg
     if "Flux2" in dir(comfy.comfy_supported_models):
         assert "Flux.2 (dev, klein)" in msg and "Z-Image" in msg
+    # and why the generic route does not take it, with what it needs
+    assert "generic route, which this model cannot use: the blocks of UNetModel.output_blocks change width" in msg
+    assert "blocks of one class and width that take and return the same hidden states" in msg
 
 
 @pytest.fixture

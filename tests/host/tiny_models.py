@@ -162,6 +162,10 @@ class _Spec:
     # submodules ComfyUI builds at a fixed full size whatever the config (HuMo's audio projection,
     # Animate's face motion encoder): not counted against the tiny size
     fixed_size: Tuple[str, ...] = ()
+    # latent rows/columns per requested one, and the fewest: PixArt's position embedding needs more
+    # than 32 (its base size, round((h + w) / 2 / 64) * 64 // patch, is 0 below that)
+    latent_scale: int = 1
+    latent_min: int = 0
     # full-size submodules the tiny conds never run (Anima's LLM adapter: the tiny prompt is its
     # output already): zero weights, cheap to build, and not counted against the tiny size
     idle: Tuple[str, ...] = ()
@@ -398,7 +402,12 @@ SPECS.update({
                                  requires="WAN_Animate2", detected_as="WAN21_I2V"),
 })
 
-DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev"}
+from tiny_generic import GENERIC_SPECS, generic_cond  # noqa: E402  (the generic route's families)
+
+SPECS.update({k: _Spec(**v) for k, v in GENERIC_SPECS.items()})
+
+DEFAULT_VARIANT = {"flux": "dev", "wan21": "t2v", "wan22": "ti2v_5b", "kandinsky5": "video", "flux2": "dev",
+                   "pixart": "alpha"}
 
 
 def _release_has(requirement: Optional[str]) -> bool:
@@ -479,6 +488,8 @@ class TinyModel:
     expert_split: float = 0.5
     # latent audio frames of audio-video models (LTX-2), 0 otherwise
     audio_frames: int = 0
+    latent_scale: int = 1  # see _Spec.latent_scale
+    latent_min: int = 0
 
     @property
     def name(self) -> str:
@@ -503,6 +514,7 @@ class TinyModel:
         passed through ``comfy.sample.fix_empty_latent_channels`` (so it has
         exactly the shape that gets sampled).  h, w in latent pixels."""
         c = import_comfy()
+        h, w = (max(s * self.latent_scale, self.latent_min) for s in (h, w))
         if self.video:
             f = self.default_frames if frames is None else frames
             lat = torch.zeros([batch, self.latent_channels, f, h, w])
@@ -534,7 +546,8 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
         names = ()
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
                      ("double_stream_layers", "single_stream_layers"), ("joint_blocks",), ("transformer_blocks",),
-                     ("visual_transformer_blocks",), ("layers",), ("blocks",), ("double_blocks",)):
+                     ("visual_transformer_blocks",), ("layers",), ("blocks",), ("double_blocks",),
+                     ("single_layers",)):
             if all(hasattr(diffusion_model, n) for n in cand):
                 names = cand
                 break
@@ -719,7 +732,8 @@ def build(family: str, variant: Optional[str] = None, dtype: torch.dtype = torch
         unet_config=dict(patcher.model.model_config.unet_config), loaded_via=loaded_via, video=spec.video,
         latent_channels=lf.latent_channels, default_frames=spec.default_frames, dtype=dtype, seed=seed,
         ctx_dim=spec.ctx_dim, ctx_tokens=spec.ctx_tokens, state_dict=sd, experts=experts,
-        audio_frames=spec.audio_frames,
+        audio_frames=spec.audio_frames, latent_scale=spec.latent_scale,
+        latent_min=spec.latent_min,
     )
 
 
@@ -870,6 +884,8 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         pass
     elif fam == "boogu":
         extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)  # OmniGen2's num_tokens
+    elif any(f == fam for f, _ in GENERIC_SPECS):
+        ctx, extra = generic_cond(tiny, positive, batch, h, w, frames, rn)
     return [[ctx, extra]]
 
 
