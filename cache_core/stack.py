@@ -101,6 +101,9 @@ class ForwardContext:
     l2c_before: tuple | None = None  # (block, signature, inputs) of a layer whose residual is kept
     kind: str = ""        # "" for the sampler's ordinary pass, else the guidance pass id (stats only)
     cached: bool = True   # False: every block runs as in the plain model, no cache is read or written
+    # forwards that must take one branch (cache_core.lockstep): called once at block 0 with whether
+    # this forward would reuse; returns whether it may
+    agree: Callable[[bool], bool] | None = None
 
 
 class CacheController:
@@ -136,6 +139,7 @@ class CacheController:
         self.ctx: ForwardContext | None = None
         self.budget: budget.BudgetPlan | None = None  # target mode (teacache.target_speedup), per run
         self._budget_states: StreamStates[budget.BudgetState] = StreamStates(budget.BudgetState)
+        self.device = ""  # which device's model this controller drives, for the stats ("" = the only one)
 
     # -- lifecycle -------------------------------------------------------------------------
     def reset(self) -> None:
@@ -170,11 +174,13 @@ class CacheController:
         n += sum(h.nbytes() for _, h, _ in self._branch_out.values())
         return n
 
-    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True) -> None:
+    def begin(self, info: StepInfo, streams: Sequence[Hashable], kind: str = "", cached: bool = True,
+              agree: Callable[[bool], bool] | None = None) -> None:
         """A model forward of ``streams`` (one key per batch chunk) starts. ``kind`` labels a
-        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state."""
+        guidance pass in the stats; ``cached=False`` runs it as the plain model, touching no state.
+        ``agree``: see :attr:`ForwardContext.agree`."""
         self.ctx = ForwardContext(info=info, streams=list(streams), started=time.perf_counter(),
-                                  kind=kind, cached=cached, reason="" if cached else "uncached")
+                                  kind=kind, cached=cached, reason="" if cached else "uncached", agree=agree)
         if self.l2c is not None and cached:
             row = self.l2c.for_step(info.step, info.n_steps)
             self.ctx.l2c_row = row
@@ -202,7 +208,7 @@ class CacheController:
                               d.rel_l1 if d is not None else None,
                               d.accumulated if d is not None else None,
                               ctx.layers_computed, ctx.layers_reused, wall, cb, kind=ctx.kind,
-                              rescaled=d.rescaled if d is not None else None)
+                              rescaled=d.rescaled if d is not None else None, device=self.device)
 
     def replay(self, forward: Callable[[], torch.Tensor]) -> tuple:
         """Runs ``forward`` (the evaluation that just computed and stored its residual, on the same
@@ -318,6 +324,8 @@ class CacheController:
                 self.recorder.note(f"a {what} residual was not finite; those steps computed instead")
             if self.sync is not None and not self.sync.agree(not ctx.reason, step=ctx.info.step):
                 ctx.reason = ctx.reason or "sync"  # another rank of the group must compute
+            if ctx.agree is not None and not ctx.agree(not ctx.reason):
+                ctx.reason = ctx.reason or "lockstep"  # another forward of this evaluation computes
             if not ctx.reason:
                 ctx.skip = True
                 ctx.final = final
@@ -328,6 +336,8 @@ class CacheController:
         else:
             if self.sync is not None:
                 self.sync.agree(False, step=ctx.info.step)  # this rank computes: so do all
+            if ctx.agree is not None:
+                ctx.agree(False)  # this forward computes: so do the others of its evaluation
             if any(not d.compute for d in decisions):
                 # a batched forward computes every stream when any stream needs it; all accumulators restart
                 self._reset_accumulators(streams)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Hashable
@@ -26,6 +27,7 @@ class EvalRecord:
     cache_bytes: int
     kind: str = ""         # "" for the sampler's ordinary pass, else a guidance pass id ("g1", ...)
     rescaled: float | None = None  # rel_l1 through the coefficient polynomial: what the accumulator adds
+    device: str = ""       # the device whose model copy ran it (ComfyUI's MultiGPU CFG Split); "" on one device
 
 
 @dataclass
@@ -44,11 +46,15 @@ class RunRecorder:
     noisy_sampler: bool = False  # the sampler adds fresh noise at every step (ancestral, SDE)
     target: object = None        # the run's cache_core.budget.BudgetPlan in target mode
     stream_names: dict = field(default_factory=dict)  # stream key -> name the user knows (report.stream_name)
+    # the devices of a MultiGPU CFG Split record from their own threads
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _peaks: dict = field(default_factory=dict, repr=False, compare=False)  # device -> peak cache bytes
 
     def start(self, n_steps: int = 0) -> None:
         self.records.clear()
         self.notes.clear()
         self.peak_cache_bytes = 0
+        self._peaks.clear()
         self.n_steps = n_steps
         self.started = time.perf_counter()
         self.finished = None
@@ -59,15 +65,21 @@ class RunRecorder:
     def add(self, step: int, sigma: float, stream: Hashable, compute: bool, reason: str,
             rel_l1: float | None, accumulated: float | None, layers_computed: int,
             layers_reused: int, wall_s: float, cache_bytes: int, kind: str = "",
-            rescaled: float | None = None) -> None:
-        self.peak_cache_bytes = max(self.peak_cache_bytes, cache_bytes)
-        self.records.append(EvalRecord(len(self.records), step, float(sigma), str(stream),
-                                       "compute" if compute else "reuse", reason, rel_l1, accumulated,
-                                       layers_computed, layers_reused, wall_s, cache_bytes, kind, rescaled))
+            rescaled: float | None = None, device: str = "") -> None:
+        """One evaluation of one stream; ``cache_bytes``: what ``device``'s caches hold after it
+        (the run's peak is the sum of the devices' peaks)."""
+        with self._lock:
+            self._peaks[device] = max(self._peaks.get(device, 0), cache_bytes)
+            self.peak_cache_bytes = sum(self._peaks.values())
+            self.records.append(EvalRecord(len(self.records), step, float(sigma), str(stream),
+                                           "compute" if compute else "reuse", reason, rel_l1, accumulated,
+                                           layers_computed, layers_reused, wall_s, cache_bytes, kind, rescaled,
+                                           device))
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
+        with self._lock:
+            if text not in self.notes:
+                self.notes.append(text)
 
     # -- summary ---------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -119,6 +131,7 @@ class RunRecorder:
             "guidance_passes": len(guidance),
             "guidance_computed": sum(r.decision == "compute" for r in guidance),
             "notes": list(self.notes),
+            **_breakdown(recs, self._peaks),
         }
         if self.target is not None:
             from .budget import target_summary
@@ -160,6 +173,12 @@ class RunRecorder:
             f"speed-up estimated {s['estimated_speedup']:.2f}x, measured {ms}; "
             f"peak cache {s['peak_cache_bytes'] / 2**20:.1f} MiB",
         ]
+        if s["devices"]:
+            lines.append("devices: " + "; ".join(
+                f"{d} computed {v['computed']}/{v['evaluations']} ({', '.join(v['streams'])})"
+                for d, v in s["devices"].items()) +
+                f"; every device reused on {len(s['steps_all_reused'])} of {s['steps']} steps (only those "
+                "steps save wall time: the sampler waits for the slowest device)")
         if s["guidance_passes"]:
             lines.append(f"guidance passes: {s['guidance_passes']}, computed {s['guidance_computed']} "
                          "(evaluations a guidance node adds, e.g. Skip Layer Guidance; each keeps its own "
@@ -171,11 +190,38 @@ class RunRecorder:
             rl = f"{r.rel_l1:.4f}" if r.rel_l1 is not None else "-"
             reached = reached if reached is not None else r.accumulated  # acc: the value held against the threshold
             acc = f"{reached:.3f}" if reached is not None else "-"
-            name = names.get(r.stream, r.stream)[:width]
+            name = names.get(r.stream, r.stream)
+            name = (f"{r.device}:{name}" if r.device else name)[:width]
             lines.append(f"{r.eval_index:>4} {r.step:>4} {r.sigma:>8.4f} {name:<{width}} {r.decision:>8} "
                          f"{r.reason[:9]:>9} {rl:>8} {acc:>7} {r.layers_computed:>3}/{r.layers_computed + r.layers_reused:<3} "
                          f"{r.wall_s * 1000:>7.1f}")
         return "\n".join(lines)
+
+
+def _breakdown(recs: list[EvalRecord], peaks: dict) -> dict:
+    """Per stream and per device counts of the ordinary passes ``recs``, and the steps on which
+    every evaluation reused (under MultiGPU CFG Split, the steps that save wall time). ``devices``
+    is empty unless the records name devices."""
+    streams: dict = {}
+    devices: dict = {}
+    computed_steps, steps = set(), set()
+    for r in recs:
+        c = r.decision == "compute"
+        s = streams.setdefault(r.stream, {"evaluations": 0, "computed": 0})
+        s["evaluations"] += 1
+        s["computed"] += c
+        steps.add(r.step)
+        if c:
+            computed_steps.add(r.step)
+        if r.device:
+            d = devices.setdefault(r.device, {"evaluations": 0, "computed": 0, "streams": [],
+                                              "peak_cache_bytes": peaks.get(r.device, 0)})
+            d["evaluations"] += 1
+            d["computed"] += c
+            if r.stream not in d["streams"]:
+                d["streams"].append(r.stream)
+    return {"per_stream": streams, "devices": dict(sorted(devices.items())),
+            "steps_all_reused": sorted(steps - computed_steps)}
 
 
 def short_hash(text: str, n: int = 6) -> str:

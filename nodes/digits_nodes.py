@@ -105,7 +105,16 @@ class FluxDigitsLoader(io.ComfyNode):
     @classmethod
     def execute(cls, unet_name) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", unet_name)
-        return io.NodeOutput(load_flux_state_dict(comfy.utils.load_torch_file(path, safe_load=True), unet_name))
+        return io.NodeOutput(load_flux_file(path, unet_name))
+
+
+def load_flux_file(path: str, name: str):
+    """:func:`load_flux_state_dict` of a file, registered as the model's reload factory
+    (``cached_patcher_init``, as ComfyUI's own loaders do), so MultiGPU CFG Split can load a copy
+    on every device."""
+    patcher = load_flux_state_dict(comfy.utils.load_torch_file(path, safe_load=True), name)
+    patcher.cached_patcher_init = (load_flux_file, (path, name))
+    return patcher
 
 
 class DigitConditioning(io.ComfyNode):

@@ -6,12 +6,15 @@ every sampling run and always drops it in ``finally`` (second runs, new resoluti
 The PREDICT_NOISE wrapper marks each sampler evaluation, so that the passes a guidance node adds
 inside it are told apart from the ordinary pass (``passes.py``). The APPLY_MODEL wrapper tells the
 run which step and which cond streams each model evaluation belongs to; the family's block
-patches do the caching itself.
+patches do the caching itself. Under ComfyUI's MultiGPU CFG Split every device's model copy gets
+a lane of its own in the run, and the CALC_COND_BATCH wrapper lets the devices decide in
+lockstep (``multigpu.py``).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 
 import comfy.model_patcher
 import comfy.patcher_extension
@@ -20,7 +23,7 @@ from ..cache_core.forecast import with_reuse_tag
 from ..cache_core.stack import CacheController
 from ..cache_core.stats import RunRecorder, make_run_id
 from ..cache_core.steps import StepLocator
-from . import stream_names
+from . import multigpu, stream_names
 from .other_caches import refuse_at_sampling, refuse_before
 from .passes import PassClassifier, describe
 from .sampler_noise import describe_sampler
@@ -48,10 +51,20 @@ class CacheRun:
         for n in holder.notes:
             rec.note(n)
         self.recorder = rec
-        self.controller = CacheController(holder.hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
-                                          l2c_reuse=holder.l2c_reuse, sync=holder.sync)
-        self.controller.plan_budget(self.locator.sigmas, rec.sampler)  # target mode only
+        self.lock = threading.Lock()  # the devices of a MultiGPU CFG Split classify passes from their threads
+
+        def controller(hooks) -> CacheController:
+            c = CacheController(hooks, teacache=teacache, l2c=holder.l2c, recorder=rec,
+                                l2c_reuse=holder.l2c_reuse, sync=holder.sync)
+            c.plan_budget(self.locator.sigmas, rec.sampler)  # target mode only
+            return c
+
+        self.lanes = multigpu.Lanes(self, holder.adapter, holder.hooks, controller, lockstep=holder.lockstep)
+        self.controller = self.lanes.primary.controller  # the patched model's own (the only one on one device)
         self.passes = PassClassifier()
+
+    def __deepcopy__(self, memo):  # it sits in model_options for the run; copies must reach this run
+        return self
 
 
 class CacheHolder:
@@ -72,6 +85,7 @@ class CacheHolder:
         self.calibrated: list = []  # (steps, profile) calibrated on this model, for coefficients=auto
         self.notes: list[str] = []  # said in every run's stats (e.g. an earlier node's settings replaced)
         self.runs_finished = 0
+        self.lockstep = True  # under MultiGPU CFG Split, the devices decide together (multigpu.py)
         self._active: CacheRun | None = None
         self.sync = None  # a decision sync across ranks (cache_core/sync.py; set by nodes/raylight.py)
 
@@ -115,6 +129,7 @@ class CacheHolder:
                         self.l2c_label if l2c_label is None else l2c_label,
                         self.l2c_reuse if l2c_reuse is None else l2c_reuse)
         h.calibrated = self.calibrated if teacache is ... else []
+        h.lockstep = self.lockstep
         if self.sync is not None:  # the ranks' sync and the hooks of their token layout
             h.sync, h.hooks = self.sync, self.hooks
         return h
@@ -128,6 +143,8 @@ class CacheHolder:
     def finish_run(self, run: CacheRun, ok: bool) -> None:
         try:
             run.recorder.finish()
+            for n in run.lanes.notes():
+                run.recorder.note(n)
             if not ok:
                 run.recorder.note("the run was interrupted or failed; its caches were dropped")
             self.last_summary = run.recorder.summary()
@@ -142,7 +159,7 @@ class CacheHolder:
             for n in s["notes"]:
                 log.info("dit-cache: %s", n)
         finally:
-            run.controller.reset()
+            run.lanes.reset()
             if self._active is run:
                 self._active = None
 
@@ -209,21 +226,43 @@ def apply_model_wrapper(executor, x, t, c_concat=None, c_crossattn=None, control
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     sigma = float(t.flatten()[0]) if hasattr(t, "flatten") else float(t)
     info = run.locator.locate(sigma)
-    key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
-    stream_names.observe(run.recorder.stream_names, key.streams, topts, key.guidance, key.difference,
-                         run.passes.call.options if run.passes.call is not None else None)
+    with run.lock:
+        key = run.passes.classify(stream_keys(topts, x.shape[0]), topts, holder.adapter.stack_intact)
+        stream_names.observe(run.recorder.stream_names, key.streams, topts, key.guidance, key.difference,
+                             run.passes.call.options if run.passes.call is not None else None)
     if key.guidance:
         _note_pass(run.recorder, key)
-    ctl = run.controller
-    ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached)
+    lane = run.lanes.enter(executor.class_obj, topts)  # the model copy this thread runs
+    ctl = lane.controller
+    ballot = multigpu.ballot(topts, key.cached)
+    token = multigpu.enter_lane(lane)
     try:
-        out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        check = getattr(holder.adapter, "check_first_run", None)  # the generic route's
-        if check is not None:
-            check(run, ctl, x, out, lambda: executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs))
-        return out
+        ctl.begin(info, key.streams, kind=key.guidance, cached=key.cached, agree=ballot)
+        try:
+            out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            check = getattr(holder.adapter, "check_first_run", None)  # the generic route's
+            if check is not None:
+                check(run, ctl, x, out, lambda: executor(x, t, c_concat, c_crossattn, control, transformer_options,
+                                                         **kwargs))
+            return out
+        finally:
+            ctl.end()
     finally:
-        ctl.end()
+        if ballot is not None:
+            ballot.close()
+        multigpu.leave_lane(token)
+
+
+def calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options, *args, **kwargs):
+    """Under MultiGPU CFG Split, one lockstep round per evaluation (see ``multigpu.py``)."""
+    topts = model_options.get("transformer_options") or {}
+    holder: CacheHolder | None = topts.get(KEY)
+    run = holder.active_run(topts) if holder is not None else None
+    if run is not None and "multigpu_clones" in model_options:
+        sigma = float(timestep.flatten()[0]) if hasattr(timestep, "flatten") else float(timestep)
+        model_options = run.lanes.with_round(model_options, conds, x_in, timestep,
+                                             f"step {run.locator.locate(sigma).step}")
+    return executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
 
 
 def _note_pass(recorder, key) -> None:
@@ -241,7 +280,7 @@ def wrappers() -> dict:
     """The ComfyUI wrappers this pack installs (under WRAPPER_KEY), by wrapper type."""
     w = comfy.patcher_extension.WrappersMP
     return {w.OUTER_SAMPLE: outer_sample_wrapper, w.PREDICT_NOISE: predict_noise_wrapper,
-            w.APPLY_MODEL: apply_model_wrapper}
+            w.APPLY_MODEL: apply_model_wrapper, w.CALC_COND_BATCH: calc_cond_batch_wrapper}
 
 
 def stream_keys(topts: dict, batch: int) -> list:
@@ -287,6 +326,8 @@ def patch_model(model, adapter_factory, teacache=..., l2c=..., l2c_label: str | 
     if existing is None:
         for kind, fn in wrappers().items():
             m.add_wrapper_with_key(kind, WRAPPER_KEY, fn)
+        for kind, fn in multigpu.callbacks().items():
+            m.add_callback_with_key(kind, WRAPPER_KEY, fn)
     holder.adapter.install(m, holder)
     return m, holder
 

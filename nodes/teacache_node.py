@@ -10,6 +10,7 @@ from ..cache_core.forecast import REUSE_MODES
 from ..cache_core.teacache import TeaCacheConfig
 from . import profiles
 from .adapters import detect, model_tooltip
+from .multigpu import MODES as MULTIGPU_MODES
 from .runtime import patch_model
 
 AUTO_THRESHOLD = -1.0
@@ -87,13 +88,22 @@ class TeaCachePatch(io.ComfyNode):
                                        "input changes most; works with any coefficients, step count and sampler. "
                                        "First and last steps always compute, and count. 0 = off (rel_l1_thresh "
                                        "decides). rel_l1_thresh 0 still turns caching off."),
+                io.Combo.Input("multigpu", options=list(MULTIGPU_MODES), default="lockstep", optional=True,
+                               tooltip="Under ComfyUI's MultiGPU CFG Split (cond and uncond on different GPUs). "
+                                       "lockstep = the GPUs skip the blocks on the same steps, as cond and uncond "
+                                       "do in one batch on one GPU; a step only gets faster when every GPU skips. "
+                                       "independent = each GPU decides for its own cond, as on one GPU when cond "
+                                       "and uncond run apart. No effect on one GPU."),
             ],
             outputs=[io.Model.Output(tooltip="The model with TeaCache.")],
         )
 
     @classmethod
     def execute(cls, model, rel_l1_thresh, start_percent, end_percent, coefficients, cache_device,
-                max_consecutive_skips, reuse="cached", compute_every=0, target_speedup=0.0) -> io.NodeOutput:
+                max_consecutive_skips, reuse="cached", compute_every=0, target_speedup=0.0,
+                multigpu="lockstep") -> io.NodeOutput:
+        if multigpu not in MULTIGPU_MODES:
+            raise ValueError(f"multigpu must be one of {', '.join(MULTIGPU_MODES)}, got {multigpu!r}")
         adapter = detect(model)  # raises with the supported list before anything is changed
         thresh = resolve_threshold(rel_l1_thresh, adapter)
         profile, candidates = profiles.resolve_profile(coefficients, adapter, model)
@@ -103,4 +113,5 @@ class TeaCachePatch(io.ComfyNode):
                              target_speedup=target_speedup)
         patched, holder = patch_model(model, lambda m: adapter, teacache=cfg, node="TeaCache Patch")
         holder.calibrated = candidates  # a run picks the one calibrated nearest its step count
+        holder.lockstep = multigpu == "lockstep"
         return io.NodeOutput(patched)

@@ -7,6 +7,7 @@ the block's inputs, so one controller serves every family.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from typing import Callable, Sequence
@@ -15,6 +16,7 @@ import torch
 
 from ...cache_core.compile_region import compile_boundary, outside_compile
 from ...cache_core.graph_capture import refuse_capture
+from ..multigpu import check_runs_here, controller_of
 
 log = logging.getLogger("dit_cache")
 
@@ -125,6 +127,16 @@ class Adapter:
         self.base_model = model_patcher.model
         self.dm = model_patcher.model.diffusion_model
 
+    def for_model(self, base_model) -> "Adapter":
+        """This adapter reading ``base_model``, another device's copy of the same model (ComfyUI's
+        MultiGPU CFG Split), so that its hooks call that copy's modules."""
+        if base_model is self.base_model:
+            return self
+        other = copy.copy(self)
+        other.base_model = base_model
+        other.dm = base_model.diffusion_model
+        return other
+
     # -- detection ---------------------------------------------------------------------------
     @classmethod
     def matches(cls, model_patcher) -> bool:
@@ -207,7 +219,7 @@ class BlockReplacePatch:
 def controller_for(holder, transformer_options):
     """The controller of the run this evaluation belongs to, or None (outside a sampling run)."""
     run = holder.active_run(transformer_options)
-    return run.controller if run is not None else None
+    return controller_of(run) if run is not None else None
 
 
 @compile_boundary
@@ -252,7 +264,29 @@ class ForwardIO:
         self.returns_tuple = returns_tuple
 
 
-class BlockForwardPatch:
+class ModuleBoundPatch:
+    """An object patch on one block instance's ``forward``: ``module`` is the block, ``original``
+    the forward ComfyUI would call without us (bound to ``module``, or another pack's patch)."""
+    module: torch.nn.Module
+    original: Callable
+
+    def rebound(self, module: torch.nn.Module, key: str = "") -> "ModuleBoundPatch":
+        """This patch on ``module``, the same block of another device's model copy (see
+        ``nodes/multigpu.py``)."""
+        if module is self.module:
+            return self
+        if getattr(self.original, "__self__", None) is not self.module:
+            raise RuntimeError(
+                f"dit-cache: {key or type(self.module).__name__} carries another node pack's patch under "
+                "dit-cache's, bound to the first device's block; under MultiGPU CFG Split it would run that "
+                "device's weights on every device. Remove that node or MultiGPU CFG Split")
+        other = copy.copy(self)
+        other.module = module
+        other.original = self.original.__func__.__get__(module, type(module))
+        return other
+
+
+class BlockForwardPatch(ModuleBoundPatch):
     """An object patch on one block instance's ``forward`` attribute."""
 
     def __init__(self, index: int, holder, module: torch.nn.Module, io: ForwardIO, original=None):
@@ -292,6 +326,7 @@ class BlockForwardPatch:
         controller = controller_for(self.holder, kwargs.get("transformer_options"))
         if controller is None:
             return None, None
+        check_runs_here(self.module)
         arguments = dict(self.signature.bind(self.module, *args, **kwargs).arguments)
         arguments.pop("self", None)
         for p in self.signature.parameters.values():  # a forward's **kwargs go back as keywords

@@ -20,7 +20,8 @@ from Wan 2.1, so schedules and profiles could not be kept apart by version anywa
 from __future__ import annotations
 
 from ...cache_core.compile_region import compile_boundary, outside_compile
-from .base import BlockReplacePatch, ReplaceAdapter, SimpleHooks, controller_for, require
+from ..multigpu import check_runs_here
+from .base import BlockReplacePatch, ModuleBoundPatch, ReplaceAdapter, SimpleHooks, controller_for, require
 
 _WIDE = 4096  # 1.3B: dim 1536, TI2V 5B: 3072, 14B: 5120
 
@@ -38,7 +39,7 @@ class _VaceBlockPatch(BlockReplacePatch):
         return out
 
 
-class _VaceHintSkip:
+class _VaceHintSkip(ModuleBoundPatch):
     """Object patch on a VACE hint block's ``forward``: on a TeaCache reuse step every hint is
     added into an x that the last block then replaces by the restored stack output, so the hint
     blocks' work is thrown away; return a zero hint instead (same output, less compute). Only
@@ -59,6 +60,8 @@ class _VaceHintSkip:
     @outside_compile
     def _reusing(self, transformer_options) -> bool:
         controller = controller_for(self.holder, transformer_options)
+        if controller is not None:
+            check_runs_here(self.module, "VACE hint block")
         ctx = getattr(controller, "ctx", None)
         return ctx is not None and ctx.skip
 
