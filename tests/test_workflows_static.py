@@ -12,7 +12,7 @@ FILES = sorted((Path(__file__).resolve().parents[1] / "workflows").glob("*.json"
 
 # node id -> (link input names, number of widgets_values)
 OURS = {
-    "DitCache_TeaCachePatch": (["model"], 9),
+    "DitCache_TeaCachePatch": (["model"], 10),
     "DitCache_L2CScheduleLoader": (["model"], 4),
     "DitCache_CacheStats": (["model", "passthrough"], 0),
     "DitCache_FluxDigitsLoader": ([], 1),
