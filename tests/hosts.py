@@ -258,7 +258,10 @@ def run_hosts(pytest_args: list[str] | None = None, parallel: int | None = None,
         for h in hosts:
             print(f"ComfyUI {h.version} ({h.origin}, {h.path}): {h.python}")
         return 0
-    parallel = parallel or int(os.environ.get("DITCACHE_HOST_PARALLEL", str(min(2, os.cpu_count() or 1))))
+    # one thread per run (conftest): every release at once keeps all cores busy to the end, where
+    # two at a time left one core idle while the last release ran alone
+    default = min(len(hosts), (os.cpu_count() or 1) + 1)
+    parallel = parallel or int(os.environ.get("DITCACHE_HOST_PARALLEL", str(default)))
     pending = list(hosts)
     running: list[tuple[Host, subprocess.Popen, float]] = []
     t_all = time.time()
