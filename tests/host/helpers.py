@@ -28,6 +28,21 @@ def summary(model) -> dict:
     return holder_of(model).last_summary
 
 
+def assert_reuse_restores_each_part(tiny, parts=("video", "audio")):
+    """One sigma evaluated twice (same input): the reuse must give back each part of the computed
+    output (a packed audio+video latent: video and audio, each on its own)."""
+    import tiny_models as tm
+    c = tm.import_comfy()
+    sig = c.samplers.calculate_sigmas(tiny.patcher.get_model_object("model_sampling"), "simple", 4)
+    sigmas = torch.cat((sig[:2], sig[1:]))
+    base = tm.unpacked(tiny, tm.sample(tiny, sigmas=sigmas))
+    m = teacache(tiny.patcher, 1e-6)
+    out = tm.unpacked(tiny, tm.sample(tiny, sigmas=sigmas, model=m))
+    assert summary(m)["reused"] == len(summary(m)["streams"])
+    for name, o, b in zip(parts, out, base):
+        assert torch.allclose(o, b, rtol=1e-4, atol=1e-4), (name, float((o - b).abs().max()))
+
+
 def _probe(block: torch.nn.Module) -> torch.nn.Module:
     """A leaf module with weights that runs exactly once per real execution of ``block``: the
     last one in registration order (an output projection), never the first-block modulation

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from helpers import adapter_of, summary, teacache
+from helpers import adapter_of, assert_reuse_restores_each_part, summary, teacache
 from pack import sub
 
 STEPS = 6
@@ -53,17 +53,7 @@ class TestLTX2AudioVideo:
         assert runs["video"] == runs["audio"] == [2 * per_step] * len(blocks), runs
 
     def test_a_reused_step_restores_video_and_audio_of_one_computed_step(self, av):
-        """One sigma evaluated twice (same input): the reuse must give back the computed video
-        and the computed audio, each on its own."""
-        c = tm.import_comfy()
-        sig = c.samplers.calculate_sigmas(av.patcher.get_model_object("model_sampling"), "simple", 4)
-        sigmas = torch.cat((sig[:2], sig[1:]))
-        base = tm.unpacked(av, tm.sample(av, sigmas=sigmas))
-        m = teacache(av.patcher, 1e-6)
-        out = tm.unpacked(av, tm.sample(av, sigmas=sigmas, model=m))
-        assert summary(m)["reused"] == len(summary(m)["streams"])
-        for name, o, b in zip(("video", "audio"), out, base):
-            assert torch.allclose(o, b, rtol=1e-4, atol=1e-4), (name, float((o - b).abs().max()))
+        assert_reuse_restores_each_part(av)
 
     def test_the_decision_sees_an_audio_only_change(self, av):
         """The indicator is measured on both streams: changing only the audio tokens moves it

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from helpers import adapter_of, holder_of, summary, teacache
+from helpers import adapter_of, assert_reuse_restores_each_part, holder_of, teacache
 from pack import sub
 
 
@@ -70,15 +70,7 @@ class TestMiniMaxH3AudioVideo:
             assert torch.allclose(ind, expected, rtol=1e-5, atol=1e-9)
 
     def test_a_reused_step_restores_video_and_audio_of_one_computed_step(self, h3):
-        c = tm.import_comfy()
-        sig = c.samplers.calculate_sigmas(h3.patcher.get_model_object("model_sampling"), "simple", 4)
-        sigmas = torch.cat((sig[:2], sig[1:]))
-        base = tm.unpacked(h3, tm.sample(h3, sigmas=sigmas))
-        m = teacache(h3.patcher, 1e-6)
-        out = tm.unpacked(h3, tm.sample(h3, sigmas=sigmas, model=m))
-        assert summary(m)["reused"] == len(summary(m)["streams"])
-        for name, o, b in zip(("video", "audio"), out, base):
-            assert torch.allclose(o, b, rtol=1e-4, atol=1e-4), (name, float((o - b).abs().max()))
+        assert_reuse_restores_each_part(h3)
 
 
 if "minimax_h3" not in tm.family_ids():
