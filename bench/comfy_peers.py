@@ -476,7 +476,7 @@ def overhead_table(over: list[dict]) -> list[str]:
 
 
 def report(results: dict, args, command: str) -> str:
-    md = [f"# ComfyUI peers on the Flux digits model", "",
+    md = ["# ComfyUI peers on the Flux digits model", "",
           f"`{command}`: {args.per_class * 10} samples ({args.per_class} per digit), {args.steps} steps euler/simple, "
           f"cfg {args.cfg:g}, 1 CPU thread. Measured speed-up: median ratio of CPU time against full compute, "
           f"{args.repeats} alternating pairs; bound: 1 / share of block work computed. PSNR (dB) of the decoded digits "

@@ -227,7 +227,6 @@ def test_web_directory_exists():
 
 def test_init_imports_without_comfyui(tmp_path):
     """Importing the pack outside ComfyUI works and exposes WEB_DIRECTORY only."""
-    import importlib.util
     import subprocess
     code = ("import importlib.util,sys;"
             f"s=importlib.util.spec_from_file_location('dc_pkg', r'{REPO / '__init__.py'}',"

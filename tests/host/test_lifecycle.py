@@ -132,8 +132,6 @@ def test_multi_evaluation_samplers_count_steps(flux, sampler):
 def test_unsupported_model_names_supported_families(comfy):
     import comfy.model_patcher
     import comfy.sd
-    from pack import sub
-    sd = {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3)}
     fake = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
     with pytest.raises(ValueError, match="Supported families: .*Flux"):
         teacache(fake, 0.4)
