@@ -326,11 +326,14 @@ def _autograd_kernels(adapter):
         yield
     except RuntimeError as e:
         m = re.search(r"backward through (\S+?)(?:\.default)? but no autograd formula", str(e))
-        if m is None:
+        # an op writing into an existing tensor (HiDream-O1's Qwen3-VL layers: torch.add(..., out=...))
+        out = re.search(r"(\w+)\(\): functions with out=\.\.\. arguments don't support automatic differentiation", str(e))
+        if m is None and out is None:
             raise
+        op = m.group(1) if m is not None else f"torch.{out.group(1)}(out=...)"
         raise NoBackwardError(
             f"L2C Learn Schedule needs gradients through the model, and this ComfyUI ({comfyui_version()}) runs "
-            f"{adapter.display} through {m.group(1)}, which has no backward (ComfyUI's own training cannot "
+            f"{adapter.display} through {op}, which has no backward (ComfyUI's own training cannot "
             "go through it either). Use TeaCache Patch for this model, or learn the schedule with another "
             "ComfyUI release.") from e
     finally:

@@ -46,10 +46,21 @@ def _is_float(t) -> bool:
     return torch.is_tensor(t) and t.is_floating_point()
 
 
+def _batch(inputs: dict, streams) -> int:
+    """The batch size of block 0's ``inputs``: the streams' first dimension, or, where the streams
+    disagree on it (packed token sequences with no batch dimension: SeedVR2's NaDiT concatenates the
+    samples' tokens into one [tokens, width] tensor per stream), the embedding's."""
+    lead = {inputs[k].shape[0] for k in streams if _is_float(inputs.get(k))}
+    if len(lead) == 1:
+        return lead.pop()
+    emb = [v for k, v in inputs.items() if k not in streams and _is_float(v) and v.ndim == 2]
+    return emb[0].shape[0] if emb else 1
+
+
 def embedding_keys(inputs: dict, streams) -> list:
     """Block inputs that look like a timestep/conditioning embedding: [batch, width] float tensors
     other than the streams (Flux's vec, AuraFlow's global_cond, CogVideoX's temb, ...)."""
-    batch = next((inputs[k].shape[0] for k in streams if _is_float(inputs.get(k))), None)
+    batch = _batch(inputs, streams)
     return [k for k, v in inputs.items() if k not in streams and _is_float(v) and v.ndim == 2 and v.shape[0] == batch]
 
 
@@ -58,13 +69,16 @@ def indicator_of(inputs: dict, streams, mode: str = INDICATOR) -> torch.Tensor:
 
     ``input``: the input streams, flattened and joined. ``input+embedding``: those and the embedding
     inputs, each part divided by its element count so that rel_l1 weighs them alike.
-    ``embedding``: the embeddings alone (the input where there is none)."""
+    ``embedding``: the embeddings alone (the input where there is none). Packed streams (see
+    ``_batch``) are split evenly into the batch's samples."""
     xs = [inputs[k] for k in streams if _is_float(inputs.get(k))]
     es = [inputs[k] for k in embedding_keys(inputs, streams)] if mode != "input" else []
     parts = es if (mode == "embedding" and es) else xs + es
+    batch = _batch(inputs, streams)
+    parts = [p.reshape(batch, -1) for p in parts]
     if mode == "input+embedding":
-        parts = [p / p[0].numel() for p in parts]
-    return torch.cat([p.flatten(1).float() for p in parts], dim=1)
+        parts = [p / p.shape[1] for p in parts]
+    return torch.cat([p.float() for p in parts], dim=1)
 
 
 class GenericHooks:
@@ -178,7 +192,14 @@ class GenericAdapter(Adapter):
                 or not ctx.decisions or not torch.is_tensor(out):
             return
         self._checked.add(run)
-        again, reused = controller.replay(evaluate)
+        try:
+            again, reused = controller.replay(evaluate)
+        except Exception as e:  # the model's own code failed once its blocks were skipped
+            raise GenericRouteError(
+                f"dit-cache generic route: {self.model} failed the first-run check: with every block of its stack "
+                f"{self.stack.path} reused from the cached residual, its forward failed ({type(e).__name__}: {e}), "
+                "so the code after the blocks needs something only running them makes. Remove the cache node for "
+                f"this model (ComfyUI {comfyui_version()}), and please report it") from e
         if not reused:
             return  # no residual of this shape was stored (a pass the stack did not run through)
         scale = float(out.detach().abs().max())

@@ -131,6 +131,8 @@ _NO_BACKWARD = {
     "joyimage": ("comfy.ldm.joyimage.model", "comfy_kitchen.rms_rope(", "comfy_kitchen.rms_rope"),
     "ernie_image": ("comfy.ldm.ernie.model", "ck.apply_rope_split_half(", "comfy_kitchen.apply_rope_split_half"),
     "minimax_h3": ("comfy.ldm.minimax.model", "ck.rms_rope_split_half(", "comfy_kitchen.rms_rope_split_half"),
+    # Qwen3-VL's decoder layers add their MLP output into their input tensor
+    "hidream_o1": ("comfy.text_encoders.llama", "torch.add(residual, x, out=output)", "torch.add(out=...)"),
 }
 
 

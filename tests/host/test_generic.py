@@ -22,6 +22,7 @@ ROUTES = {
     "cogvideox": ("blocks", None, ("hidden_states", "encoder_hidden_states")),
     "wan_causal_ar": ("blocks", "double_block", ("img",)),
     "omnigen2": ("layers", None, ("hidden_states",)),
+    "hidream_o1": ("language_model.layers", "double_block", ("x",)),
 }
 
 

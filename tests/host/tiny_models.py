@@ -155,7 +155,8 @@ class _Spec:
     match_as: Optional[Dict[str, Any]] = None
     # what ComfyUI's key-based detection makes of the tiny layout when it is not config_class,
     # because detection recognises the model only at full width (Kandinsky5Image, Z-Image: dim
-    # 3840). Without ``match_as`` the builder then instantiates ``config_class`` directly.
+    # 3840), or ``tiny_generic.NOT_DETECTED`` where it recognises none (SeedVR2: only full depth).
+    # Without ``match_as`` the builder then instantiates ``config_class`` directly.
     detected_as: Optional[str] = None
     # latent audio frames of audio-video models (LTX-2): latents are NestedTensor(video, audio)
     audio_frames: int = 0
@@ -402,7 +403,7 @@ SPECS.update({
                                  requires="WAN_Animate2", detected_as="WAN21_I2V"),
 })
 
-from tiny_generic import GENERIC_SPECS, generic_cond  # noqa: E402  (the generic route's families)
+from tiny_generic import GENERIC_SPECS, NOT_DETECTED, generic_cond  # noqa: E402, F401  (the generic route's families)
 
 SPECS.update({k: _Spec(**v) for k, v in GENERIC_SPECS.items()})
 
@@ -547,14 +548,21 @@ def block_modules(diffusion_model, family: Optional[str] = None, variant: Option
         for cand in (("double_blocks", "single_blocks"), ("double_stream_blocks", "single_stream_blocks"),
                      ("double_stream_layers", "single_stream_layers"), ("joint_blocks",), ("transformer_blocks",),
                      ("visual_transformer_blocks",), ("layers",), ("blocks",), ("double_blocks",),
-                     ("single_layers",)):
-            if all(hasattr(diffusion_model, n) for n in cand):
+                     ("single_layers",), ("language_model.layers",)):
+            if all(_attr(diffusion_model, n) is not None for n in cand):
                 names = cand
                 break
     out: List[torch.nn.Module] = []
     for n in names:
-        out.extend(list(getattr(diffusion_model, n)))
+        out.extend(list(_attr(diffusion_model, n)))
     return out
+
+
+def _attr(module, path: str):
+    """``module``'s attribute at a dotted ``path`` (HiDream-O1: "language_model.layers"), None if absent."""
+    for name in path.split("."):
+        module = getattr(module, name, None)
+    return module
 
 
 # --------------------------------------------------------------------------
