@@ -74,3 +74,21 @@ def test_threshold_zero_runs_no_check_and_l2c_alone_works(tiny_models):
     base = tm.sample(tiny, steps=4)
     assert torch.equal(tm.sample(tiny, steps=4, model=m), base)
     assert not any("checked" in n for n in summary(m)["notes"])
+
+
+if ("seedvr2", None) in tm.REFUSED:  # ComfyUI has SeedVR2 from 0.29.0
+    def test_seedvr2_3b_is_refused_at_the_first_run(tiny_models):
+        """SeedVR2 3B's output layer (``vid_out_ada``) takes its modulation from the forward's own
+        memo (``Cache``) under the key the blocks' first ada layer fills: with every block reused
+        nothing fills it, and the output layer builds one of twice the width and fails. The tiny
+        model samples uncached; the generic route stops at its first-run check and says why."""
+        tiny = tiny_models("seedvr2")
+        ad = adapter_of(tiny.patcher)
+        assert (ad.name, ad.stack.path, ad.stack.kind, ad.stack.streams) == (
+            "generic", "blocks", "block", ("vid", "txt", "vid_shape", "txt_shape"))
+        assert torch.isfinite(tm.sample(tiny, steps=4)).all()
+        m = teacache(tiny.patcher, 0.1)
+        with pytest.raises(sub("nodes.adapters.generic").GenericRouteError,
+                           match=r"with every block of its stack blocks reused from the cached residual, its forward "
+                                 r"failed \(RuntimeError: The size of tensor a \(64\) must match"):
+            tm.sample(tiny, steps=4, model=m)

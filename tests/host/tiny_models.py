@@ -403,7 +403,7 @@ SPECS.update({
                                  requires="WAN_Animate2", detected_as="WAN21_I2V"),
 })
 
-from tiny_generic import GENERIC_SPECS, NOT_DETECTED, generic_cond  # noqa: E402, F401  (the generic route's families)
+from tiny_generic import GENERIC_SPECS, NOT_DETECTED, REFUSED_SPECS, generic_cond  # noqa: E402, F401  (the generic route's families)
 
 SPECS.update({k: _Spec(**v) for k, v in GENERIC_SPECS.items()})
 
@@ -431,6 +431,11 @@ def _release_has(requirement: Optional[str]) -> bool:
 # (family, variant) pairs, variant None for families without variants: the ones this ComfyUI has
 FAMILIES: List[Tuple[str, Optional[str]]] = [k for k, spec in SPECS.items() if _release_has(spec.requires)]
 
+# tiny models the generic route refuses at the first run (test_generic.py): built on request, never
+# in the family tests; the ones this ComfyUI has
+REFUSED: List[Tuple[str, Optional[str]]] = [k for k, v in REFUSED_SPECS.items() if _release_has(v.get("requires"))]
+SPECS.update({k: _Spec(**v) for k, v in REFUSED_SPECS.items()})
+
 # Families that cannot be built in the current snapshot: (family, variant) -> reason.
 UNAVAILABLE: Dict[Tuple[str, Optional[str]], str] = {}
 
@@ -456,7 +461,7 @@ def _resolve(family: str, variant: Optional[str]) -> Tuple[str, Optional[str]]:
     key = (family, variant)
     if key not in SPECS:
         raise KeyError(f"unknown tiny model family/variant {family!r}/{variant!r}; known: {family_ids()}")
-    if key not in FAMILIES:
+    if key not in FAMILIES and key not in REFUSED:
         raise KeyError(f"tiny model {family!r}/{variant!r} needs {SPECS[key].requires}, which this ComfyUI "
                        "does not have")
     return key
@@ -892,7 +897,7 @@ def _cond(tiny: TinyModel, positive: bool, batch: int, h: int, w: int, frames: i
         pass
     elif fam == "boogu":
         extra["attention_mask"] = torch.ones([batch, L], dtype=torch.long)  # OmniGen2's num_tokens
-    elif any(f == fam for f, _ in GENERIC_SPECS):
+    elif any(f == fam for f, _ in list(GENERIC_SPECS) + list(REFUSED_SPECS)):
         ctx, extra = generic_cond(tiny, positive, batch, h, w, frames, rn)
     return [[ctx, extra]]
 
