@@ -251,9 +251,13 @@ def run_hosts(pytest_args: list[str] | None = None, parallel: int | None = None,
         return 1 if os.environ.get("CI", "").lower() == "true" else 0
     # no "dit_cache" in the name: the server test looks for that in ComfyUI's import errors
     base = Path(tempfile.mkdtemp(prefix="host-runs-"))
-    for h in hosts:
-        if h.own_env:
-            h.python = ensure_env(h, base)
+    # the environments build side by side (mostly downloads and unpacking), each under its own lock
+    own = [h for h in hosts if h.own_env]
+    if own:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(len(own)) as pool:
+            for h, py in zip(own, pool.map(lambda h: ensure_env(h, base), own)):
+                h.python = py
     if setup_only:
         for h in hosts:
             print(f"ComfyUI {h.version} ({h.origin}, {h.path}): {h.python}")
