@@ -76,7 +76,8 @@ def pytest_runtest_logreport(report):
     if config is None or report.nodeid not in config.stash[_HOST_NODEIDS_KEY]:
         return
     results = config.stash[_RESULTS_KEY]
-    entry = results.setdefault(report.nodeid, {"outcome": None, "reason": None})
+    entry = results.setdefault(report.nodeid, {"outcome": None, "reason": None, "seconds": 0.0})
+    entry["seconds"] += report.duration  # setup + call + teardown: where the suite's time goes
     if hasattr(report, "wasxfail"):
         entry["outcome"] = "xfailed" if report.skipped else "xpassed"
         entry["reason"] = report.wasxfail or None
@@ -124,7 +125,16 @@ def _summary(config) -> dict:
         "comfyui_version": ns.version if ns is not None else None,
         "comfyui_imported": ns is not None,
         "duration_s": round(time.time() - config.stash[_START_KEY], 2),
+        "seconds_by_file": _seconds_by_file(results),
     }
+
+
+def _seconds_by_file(results: dict) -> dict:
+    by: dict = {}
+    for nodeid, entry in results.items():
+        f = nodeid.split("::")[0]
+        by[f] = by.get(f, 0.0) + entry.get("seconds", 0.0)
+    return {f: round(t, 1) for f, t in sorted(by.items(), key=lambda kv: -kv[1])}
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -150,6 +160,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(line)
     for r, n in sorted(s["skip_reasons"].items()):
         terminalreporter.write_line(f"  skipped x{n}: {r}")
+    slow = list(s["seconds_by_file"].items())[:10]
+    if slow:
+        terminalreporter.write_line("  slowest files (s): " + ", ".join(f"{f.split('/')[-1]} {t:.0f}" for f, t in slow))
 
 
 # --------------------------------------------------------------------------

@@ -36,8 +36,9 @@ RUN_TIMEOUT = float(os.environ.get("DITCACHE_SERVER_RUN_S", "300"))
 OUR_NODES = {
     "DitCache_TeaCachePatch": ("TeaCache Patch", ["model", "rel_l1_thresh", "start_percent", "end_percent",
                                                   "coefficients", "cache_device", "max_consecutive_skips",
-                                                  "reuse", "compute_every"]),
-    "DitCache_L2CScheduleLoader": ("L2C Schedule Loader", ["model", "schedule", "threshold", "reuse"]),
+                                                  "reuse", "compute_every", "target_speedup", "multigpu"]),
+    "DitCache_L2CScheduleLoader": ("L2C Schedule Loader", ["model", "schedule", "threshold", "reuse",
+                                                           "target_speedup"]),
     "DitCache_CacheStats": ("Cache Stats", ["model", "passthrough"]),
     "DitCache_CacheCompare": ("Cache Compare", ["reference", "cached", "vae", "model"]),
 }
